@@ -1,0 +1,78 @@
+package dev.shear.cli;
+
+import dev.shear.block.BlockException;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code shear} command: a Unix tool's exit codes and messages. 0 ok; 1 an error, told in one line
+ * on stderr ("shear: ..."); 2 a usage error, with the usage of the command at fault. Commands that
+ * have exit codes of their own (check: 2 corruptions, 3 leaks, as qemu-img check) return them.
+ */
+@Command(name = "shear", mixinStandardHelpOptions = true, versionProvider = ShearMain.Version.class,
+        description = "A standalone NBD backup server with its own qcow2 engine.",
+        subcommands = {CommandLine.HelpCommand.class})
+public final class ShearMain {
+    public static final int EXIT_OK = 0;
+    public static final int EXIT_ERROR = 1;
+    public static final int EXIT_USAGE = 2;
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the command line and returns the exit code; never calls System.exit (tests call this). */
+    public static int run(String... args) {
+        return newCommandLine().execute(args);
+    }
+
+    public static CommandLine newCommandLine() {
+        CommandLine cl = new CommandLine(new ShearMain());
+        cl.setExecutionExceptionHandler(ShearMain::handleError);
+        cl.setParameterExceptionHandler(ShearMain::handleUsage);
+        return cl;
+    }
+
+    private static int handleError(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
+        PrintWriter err = cl.getErr();
+        err.println("shear: " + oneLine(e));
+        if (Boolean.getBoolean("shear.debug")) {
+            e.printStackTrace(err);
+        }
+        err.flush();
+        return EXIT_ERROR;
+    }
+
+    private static int handleUsage(CommandLine.ParameterException e, String[] args) {
+        CommandLine cl = e.getCommandLine();
+        PrintWriter err = cl.getErr();
+        err.println("shear: " + e.getMessage());
+        err.println("Try '" + cl.getCommandSpec().qualifiedName() + " --help' for more information.");
+        err.flush();
+        return EXIT_USAGE;
+    }
+
+    /** The message a user sees: the exception's own words, never a stack trace. */
+    static String oneLine(Throwable e) {
+        Throwable t = e;
+        if (t instanceof UncheckedIOException u && u.getCause() != null) {
+            t = u.getCause();
+        }
+        String m = t.getMessage();
+        if (t instanceof BlockException || t instanceof IOException) {
+            return m == null ? t.getClass().getSimpleName() : m;
+        }
+        return m == null ? t.getClass().getName() : t.getClass().getSimpleName() + ": " + m;
+    }
+
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = ShearMain.class.getPackage().getImplementationVersion();
+            return new String[] {"shear " + (v == null ? "0.1.0-SNAPSHOT" : v)};
+        }
+    }
+}

@@ -1,0 +1,2 @@
+/** The Netty NBD server (nbd-protocol.md) and the control API. */
+package dev.shear.nbd;

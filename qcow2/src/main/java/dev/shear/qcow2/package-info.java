@@ -1,0 +1,2 @@
+/** The qcow2 engine (qcow2-format.md). */
+package dev.shear.qcow2;
