@@ -92,8 +92,8 @@ final class OnDiskRefcounts {
             return 0;
         }
         if ((blockOffset & (ctx.clusterSize - 1)) != 0) {
-            ctx.report.signalCorruption("Refblock offset 0x%x unaligned (reftable index: 0x%x)", blockOffset,
-                    tableIndex);
+            ctx.report.signalCorruption("Refblock offset %s unaligned (reftable index: %s)",
+                    Qcow2Check.alternateHex(blockOffset), Qcow2Check.alternateHex(tableIndex));
             throw new LookupFailed("Input/output error");
         }
         if (blockOffset != cachedBlockOffset) {

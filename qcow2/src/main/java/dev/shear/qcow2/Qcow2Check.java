@@ -67,6 +67,32 @@ public final class Qcow2Check {
         }
     }
 
+    /** Checks the qcow2 image in {@code file}; see {@link #check(ImageFile, String, Consumer)}. */
+    public static CheckResult check(ImageFile file, String resource) throws IOException {
+        return check(file, resource, null);
+    }
+
+    /**
+     * Checks the qcow2 image in {@code file} without writing to it.
+     *
+     * @param resource the image name used in messages
+     * @param messages receives each finding as it is made (qemu-img prints them on stderr), or null
+     * @return the counters, statistics and messages; {@link CheckResult#exitCode()} is qemu-img's
+     * @throws IOException if the header cannot be read or decoded (qemu-img: "Could not open")
+     */
+    public static CheckResult check(ImageFile file, String resource, Consumer<String> messages)
+            throws IOException {
+        Qcow2Header header = Qcow2Header.read(file, resource);
+        CheckReport report = new CheckReport(messages);
+        String failure = null;
+        try {
+            run(file, resource, CheckLayouts.read(file, header, report), report);
+        } catch (CheckFailed e) {
+            failure = e.getMessage();
+        }
+        return report.result(failure);
+    }
+
     /**
      * Checks the image whose layout is already decoded.
      *
