@@ -49,8 +49,8 @@ record CheckLayout(int version, int clusterBits, int refcountOrder, long virtual
     record Bitmaps(long directoryOffset, long directorySize, List<BitmapRef> tables, String directoryError) {
     }
 
-    /** One bitmap's table: where it is and how many 8-byte entries it has. */
-    record BitmapRef(String name, long tableOffset, long tableEntries) {
+    /** One bitmap's table: where it is, how many 8-byte entries it has, and the in_use flag. */
+    record BitmapRef(String name, long tableOffset, long tableEntries, boolean inUse) {
     }
 
     int clusterSize() {

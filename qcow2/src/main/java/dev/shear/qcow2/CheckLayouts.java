@@ -1,5 +1,6 @@
 package dev.shear.qcow2;
 
+import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -43,12 +44,20 @@ final class CheckLayouts {
     static final int BME_MAX_NAME_SIZE = 1023;
     /** Bitmap type 1: dirty tracking. */
     static final int BT_DIRTY_TRACKING_BITMAP = 1;
+    /** Bitmap table entry: reserved bits (QEMU BME_TABLE_ENTRY_RESERVED_MASK). */
+    static final long BME_TABLE_ENTRY_RESERVED_MASK = 0xff000000000001feL;
+    /** Bitmap table entry: data cluster offset. */
+    static final long BME_TABLE_ENTRY_OFFSET_MASK = 0x00fffffffffffe00L;
+    /** Bitmap table entry bit 0: "all ones" (only valid without an offset). */
+    static final long BME_TABLE_ENTRY_FLAG_ALL_ONES = 1L;
+    /** Bitmap table entries read at a time. */
+    static final int BITMAP_CHUNK_ENTRIES = 4096;
 
     private CheckLayouts() {
     }
 
     /** The layout of the image with header {@code h}; snapshot-table findings go to {@code report}. */
-    static CheckLayout read(ImageFile file, Qcow2Header h, CheckReport report) throws IOException,
+    static CheckLayout read(ImageFile file, Qcow2Header h, String resource, CheckReport report) throws IOException,
             Qcow2Check.CheckFailed {
         long clusterSize = h.clusterSize();
         List<CheckLayout.SnapshotRef> snapshots = new ArrayList<>();
@@ -57,6 +66,7 @@ final class CheckLayouts {
         BitmapsExtension ext = h.bitmapsExtension();
         if (ext != null && h.bitmapsConsistent()) {
             bitmaps = readBitmaps(file, h, ext);
+            checkLoadableAtOpen(file, h, bitmaps, resource);
         }
         return new CheckLayout(h.version(), h.clusterBits(), h.refcountOrder(), h.size(), h.l1TableOffset(),
                 h.l1Size(), h.refcountTableOffset(), Integer.toUnsignedLong(h.refcountTableClusters()) * clusterSize / 8,
@@ -177,13 +187,59 @@ final class CheckLayouts {
             if (bad) {
                 return broken(dirOffset, dirSize, "Bitmap '" + name + "' doesn't satisfy the constraints");
             }
-            tables.add(new CheckLayout.BitmapRef(name, tableOffset, tableSize));
+            tables.add(new CheckLayout.BitmapRef(name, tableOffset, tableSize, (flags & 1) != 0));
             pos += (int) entrySize;
         }
         if (tables.size() != expected) {
             return broken(dirOffset, dirSize, "Less bitmaps found than specified in header extension");
         }
         return new CheckLayout.Bitmaps(dirOffset, dirSize, tables, null);
+    }
+
+    /**
+     * QEMU loads the bitmap directory, and the table of every bitmap not in use, when it opens the
+     * image, so a broken one makes {@code qemu-img check} fail before checking ("Could not open"); the
+     * same happens here, with QEMU's words. A bad table of an in-use bitmap is left to the check.
+     */
+    private static void checkLoadableAtOpen(ImageFile file, Qcow2Header h, CheckLayout.Bitmaps bitmaps,
+            String resource) throws IOException {
+        if (bitmaps.tables() == null) {
+            throw BlockException.format(resource, bitmaps.directoryOffset(), "%s", bitmaps.directoryError());
+        }
+        for (CheckLayout.BitmapRef bm : bitmaps.tables()) {
+            if (!bm.inUse() && !bitmapTableValid(file, bm, h.clusterSize())) {
+                throw BlockException.format(resource, bm.tableOffset(),
+                        "Could not read bitmap_table table from image for bitmap '%s': Invalid argument", bm.name());
+            }
+        }
+    }
+
+    /**
+     * True if every entry of the table is well-formed (QEMU {@code check_table_entry}): no reserved
+     * bits; with a data offset, a cluster-aligned one and no "all ones" flag. Read chunk by chunk.
+     */
+    static boolean bitmapTableValid(ImageFile file, CheckLayout.BitmapRef bm, long clusterSize) {
+        ByteBuffer chunk = ByteBuffer.allocate(8 * (int) Math.min(bm.tableEntries(), BITMAP_CHUNK_ENTRIES));
+        for (long base = 0; base < bm.tableEntries(); base += BITMAP_CHUNK_ENTRIES) {
+            int n = (int) Math.min(BITMAP_CHUNK_ENTRIES, bm.tableEntries() - base);
+            chunk.clear().limit(n * 8);
+            try {
+                file.read(bm.tableOffset() + base * 8, chunk);
+            } catch (IOException e) {
+                return false;
+            }
+            for (int i = 0; i < n; i++) {
+                long entry = chunk.getLong(i * 8);
+                long offset = entry & BME_TABLE_ENTRY_OFFSET_MASK;
+                boolean bad = (entry & BME_TABLE_ENTRY_RESERVED_MASK) != 0
+                        || offset != 0 && ((entry & BME_TABLE_ENTRY_FLAG_ALL_ONES) != 0
+                                || (offset & (clusterSize - 1)) != 0);
+                if (bad) {
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     private static CheckLayout.Bitmaps broken(long dirOffset, long dirSize, String why) {

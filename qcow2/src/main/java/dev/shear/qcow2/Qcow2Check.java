@@ -46,14 +46,6 @@ public final class Qcow2Check {
     static final long MAX_L1_ENTRIES = (32L << 20) / 8;
     /** QEMU refuses to check files of more clusters than an int holds (EFBIG). */
     static final long MAX_FILE_CLUSTERS = Integer.MAX_VALUE;
-    /** Bitmap table entry: reserved bits (QEMU BME_TABLE_ENTRY_RESERVED_MASK). */
-    static final long BME_TABLE_ENTRY_RESERVED_MASK = 0xff000000000001feL;
-    /** Bitmap table entry: data cluster offset. */
-    static final long BME_TABLE_ENTRY_OFFSET_MASK = 0x00fffffffffffe00L;
-    /** Bitmap table entry bit 0: "all ones" (only valid without an offset). */
-    static final long BME_TABLE_ENTRY_FLAG_ALL_ONES = 1L;
-    /** Bitmap table entries read at a time. */
-    static final int BITMAP_CHUNK_ENTRIES = 4096;
 
     private Qcow2Check() {
     }
@@ -86,7 +78,7 @@ public final class Qcow2Check {
         CheckReport report = new CheckReport(messages);
         String failure = null;
         try {
-            run(file, resource, CheckLayouts.read(file, header, report), report);
+            run(file, resource, CheckLayouts.read(file, header, resource, report), report);
         } catch (CheckFailed e) {
             failure = e.getMessage();
         }
@@ -193,45 +185,34 @@ public final class Qcow2Check {
         for (CheckLayout.BitmapRef bm : bitmaps.tables()) {
             ctx.reference(bm.tableOffset(), bm.tableEntries() * 8);
             // QEMU loads (and validates) the whole table before counting any of its entries.
-            if (!forEachBitmapEntry(ctx, bm, true) || !forEachBitmapEntry(ctx, bm, false)) {
+            if (!CheckLayouts.bitmapTableValid(ctx.file, bm, ctx.clusterSize)) {
                 report.corruptions++;
                 throw new CheckFailed("Invalid argument");
             }
+            countBitmapData(ctx, bm);
         }
     }
 
-    /**
-     * Reads a bitmap table chunk by chunk; validates its entries ({@code validateOnly}) or counts
-     * their data clusters.
-     *
-     * @return false if the table could not be read or an entry is malformed
-     */
-    private static boolean forEachBitmapEntry(CheckContext ctx, CheckLayout.BitmapRef bm, boolean validateOnly) {
-        ByteBuffer chunk = ByteBuffer.allocate(8 * (int) Math.min(bm.tableEntries(), BITMAP_CHUNK_ENTRIES));
-        for (long base = 0; base < bm.tableEntries(); base += BITMAP_CHUNK_ENTRIES) {
-            int n = (int) Math.min(BITMAP_CHUNK_ENTRIES, bm.tableEntries() - base);
+    /** Counts the data cluster of every non-zero entry of a (validated) bitmap table, chunk by chunk. */
+    private static void countBitmapData(CheckContext ctx, CheckLayout.BitmapRef bm) throws CheckFailed {
+        int chunkEntries = CheckLayouts.BITMAP_CHUNK_ENTRIES;
+        ByteBuffer chunk = ByteBuffer.allocate(8 * (int) Math.min(bm.tableEntries(), chunkEntries));
+        for (long base = 0; base < bm.tableEntries(); base += chunkEntries) {
+            int n = (int) Math.min(chunkEntries, bm.tableEntries() - base);
             chunk.clear().limit(n * 8);
             try {
                 ctx.read(bm.tableOffset() + base * 8, chunk);
             } catch (IOException e) {
-                return false;
+                ctx.report.corruptions++;
+                throw new CheckFailed(e.getMessage());
             }
             for (int i = 0; i < n; i++) {
-                long entry = chunk.getLong(i * 8);
-                long offset = entry & BME_TABLE_ENTRY_OFFSET_MASK;
-                if (validateOnly) {
-                    boolean bad = (entry & BME_TABLE_ENTRY_RESERVED_MASK) != 0
-                            || offset != 0 && ((entry & BME_TABLE_ENTRY_FLAG_ALL_ONES) != 0
-                                    || (offset & (ctx.clusterSize - 1)) != 0);
-                    if (bad) {
-                        return false;
-                    }
-                } else if (offset != 0) {
+                long offset = chunk.getLong(i * 8) & CheckLayouts.BME_TABLE_ENTRY_OFFSET_MASK;
+                if (offset != 0) {
                     ctx.reference(offset, ctx.clusterSize);
                 }
             }
         }
-        return true;
     }
 
     /** C's {@code %#x}: "0" for zero, else "0x" and lower-case hex. */
