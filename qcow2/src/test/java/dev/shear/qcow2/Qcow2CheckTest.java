@@ -86,7 +86,7 @@ class Qcow2CheckTest {
                 row("two bitmaps (auto, disabled)", () -> base().bitmap("b1", 16, 2).bitmap("b2", 20, 0), null,
                         expect(0, 0, 0, 0, 3, 1024, 0, 0, 720896)),
                 row("bitmap in use", () -> base().bitmap("b1", 16, 3), null,
-                        expect(0, 0, 0, 0, 3, 1024, 0, 0, 720896)),
+                        expect(0, 0, 0, 0, 3, 1024, 0, 0, 655360)),
                 row("extended L2", () -> Qcow2TestImage.create(8 << 20).extendedL2(true)
                         .write(4096, fill(4096, 1)).zeroes(65536, 65536, false), null,
                         expect(0, 0, 0, 0, 1, 128, 0, 0, 393216)),
