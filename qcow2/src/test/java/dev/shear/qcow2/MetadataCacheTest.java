@@ -96,7 +96,11 @@ class MetadataCacheTest {
             for (int i = 0; i < 4; i++) {
                 futures.add(pool.submit(() -> cache.get(0x20000, off -> {
                     loads.incrementAndGet();
-                    release.await(5, TimeUnit.SECONDS);
+                    try {
+                        release.await(5, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        throw new java.io.InterruptedIOException();
+                    }
                     return table(off, 4096);
                 })));
             }
