@@ -131,12 +131,12 @@ public final class QemuImg {
 
     /** {@code qemu-img snapshot -c NAME IMAGE}. */
     public void snapshotCreate(Path image, String name) {
-        tool.check("snapshot", "-f", "qcow2", "-c", name, image.toString());
+        tool.check("snapshot", "-c", name, image.toString());   // 7.2 has no -f here
     }
 
     /** {@code qemu-img snapshot -l IMAGE}: the table as qemu-img prints it. */
     public String snapshotList(Path image) {
-        return tool.check("snapshot", "-f", "qcow2", "-l", image.toString()).stdout();
+        return tool.check("snapshot", "-l", image.toString()).stdout();
     }
 
     /** {@code qemu-img bitmap --add -g GRANULARITY IMAGE NAME}. */
