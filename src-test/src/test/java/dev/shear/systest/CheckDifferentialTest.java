@@ -15,8 +15,10 @@ import dev.shear.systest.tools.ShearCli;
 import dev.shear.systest.tools.ToolResult;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -30,6 +32,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@link Damage} with 4 KiB and 64 KiB clusters.
  */
 @RequiresTools({"qemu-img", "qemu-io"})
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
 class CheckDifferentialTest {
     static final List<String> COUNTS = List.of("corruptions", "leaks", "check-errors");
 

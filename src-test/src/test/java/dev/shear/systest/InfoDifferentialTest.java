@@ -16,8 +16,10 @@ import dev.shear.systest.tools.ShearCli;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -30,6 +32,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * none and omits v3-only keys for v2 images.
  */
 @RequiresTools({"qemu-img", "qemu-io"})
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
 class InfoDifferentialTest {
     static final List<String> TOP = List.of("virtual-size", "format", "cluster-size", "backing-filename",
             "backing-filename-format", "dirty-flag");

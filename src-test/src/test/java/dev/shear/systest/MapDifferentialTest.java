@@ -14,8 +14,10 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -26,6 +28,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * of {@link MapRanges} (merge adjacent equal entries, ignore {@code offset}; raw layers relaxed).
  */
 @RequiresTools({"qemu-img", "qemu-io"})
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
 class MapDifferentialTest {
     @TempDir
     static Path matrixDir;

@@ -11,8 +11,10 @@ import dev.shear.systest.tools.RequiresTools;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,6 +26,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * it was made and the first differing guest offset.
  */
 @RequiresTools({"qemu-img", "qemu-io"})
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
 class Qcow2ReadDifferentialTest {
     @TempDir
     static Path matrixDir;
