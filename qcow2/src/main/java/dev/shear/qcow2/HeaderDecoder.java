@@ -169,8 +169,8 @@ final class HeaderDecoder {
                         backingFileSize, max, Qcow2Limits.MAX_BACKING_NAME);
             }
             if (backingFileSize > 0) {
-                backingFileName = utf8(b, (int) backingFileOffset, (int) backingFileSize, resource,
-                        "backing file name");
+                backingFileName = utf8(b, (int) backingFileOffset, (int) backingFileSize, backingFileOffset,
+                        resource, "backing file name");
             }
         }
         byte[] unknownFields = new byte[0];
@@ -427,15 +427,16 @@ final class HeaderDecoder {
     }
 
     /** Decodes UTF-8 strictly: a name that does not round-trip would be rewritten differently. */
-    static String utf8(ByteBuffer b, int offset, int length, String resource, String what) throws BlockException {
+    static String utf8(ByteBuffer b, int index, int length, long fileOffset, String resource, String what)
+            throws BlockException {
         try {
             return StandardCharsets.UTF_8.newDecoder()
                     .onMalformedInput(CodingErrorAction.REPORT)
                     .onUnmappableCharacter(CodingErrorAction.REPORT)
-                    .decode(b.slice(offset, length)).toString();
+                    .decode(b.slice(index, length)).toString();
         } catch (CharacterCodingException e) {
-            throw BlockException.format(resource, offset, "%s: %d bytes of invalid UTF-8 (expected: UTF-8)", what,
-                    length);
+            throw BlockException.format(resource, fileOffset, "%s: %d bytes of invalid UTF-8 (expected: UTF-8)",
+                    what, length);
         }
     }
 
