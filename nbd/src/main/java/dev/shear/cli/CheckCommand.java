@@ -89,6 +89,7 @@ public final class CheckCommand implements Callable<Integer> {
             err.println("shear: check -r " + repair + ": repair comes with the write engine");
             return CheckResult.EXIT_CHECK_ERRORS;
         }
+        // An explicit format wins; otherwise probe the magic (the user named this file, so probing is safe).
         ImageFormat requested = null;
         if (format != null) {
             try {
@@ -104,10 +105,12 @@ public final class CheckCommand implements Callable<Integer> {
                 err.println("shear: This image format does not support checks");
                 return CheckResult.EXIT_NOT_SUPPORTED;
             }
+            // Findings stream to stderr as they are made, like qemu-img's fprintf(stderr, ...).
             CheckResult r = Qcow2Check.check(file, image, line -> {
                 err.println(line);
                 err.flush();
             });
+            // Where qemu-img's check returned an errno it prints no summary at all, only this line.
             if (!r.completed()) {
                 err.println("shear: Check failed: " + r.failure());
                 return CheckResult.EXIT_CHECK_ERRORS;
@@ -115,6 +118,7 @@ public final class CheckCommand implements Callable<Integer> {
             if (!quiet) {
                 out.print(json ? json(r, image, f.qemuName()) : human(r));
             }
+            // Internal errors: the summary is printed, then "Check failed", exit 1 (img_check).
             if (r.checkErrors() != 0) {
                 err.println("shear: Check failed");
             }
@@ -125,6 +129,7 @@ public final class CheckCommand implements Callable<Integer> {
     /** qemu-img's human summary, byte for byte. */
     static String human(CheckResult r) {
         StringBuilder b = new StringBuilder();
+        // Each finding paragraph starts with an empty line; a clean image has one line only.
         if (r.corruptions() == 0 && r.leaks() == 0 && r.checkErrors() == 0) {
             b.append("No errors were found on the image.\n");
         } else {
@@ -140,6 +145,7 @@ public final class CheckCommand implements Callable<Integer> {
                 b.append('\n').append(r.checkErrors()).append(" internal errors have occurred during the check.\n");
             }
         }
+        // The statistics line needs both counts (percentages of allocated would divide by zero).
         if (r.totalClusters() != 0 && r.allocatedClusters() != 0) {
             b.append(r.allocatedClusters()).append('/').append(r.totalClusters()).append(" = ")
                     .append(percent(r.allocatedClusters(), r.totalClusters())).append("% allocated, ")
@@ -185,7 +191,7 @@ public final class CheckCommand implements Callable<Integer> {
                 default -> throw new IllegalStateException(key);
             };
             if (value == null) {
-                continue;
+                continue;   // has_<key> false in QAPI terms
             }
             if (!first) {
                 b.append(",\n");

@@ -68,8 +68,10 @@ final class CheckLayouts {
             bitmaps = readBitmaps(file, h, ext);
             checkLoadableAtOpen(file, h, bitmaps, resource);
         }
+        long refcountTableEntries = Integer.toUnsignedLong(h.refcountTableClusters()) * clusterSize / 8;
+        // Encryption is refused by the header decoder, so there is never an FDE header to count.
         return new CheckLayout(h.version(), h.clusterBits(), h.refcountOrder(), h.size(), h.l1TableOffset(),
-                h.l1Size(), h.refcountTableOffset(), Integer.toUnsignedLong(h.refcountTableClusters()) * clusterSize / 8,
+                h.l1Size(), h.refcountTableOffset(), refcountTableEntries,
                 h.hasExtendedL2(), (h.incompatibleFeatures() & FeatureBits.INCOMPAT_DATA_FILE) != 0, 0, 0,
                 h.snapshotsOffset(), snapshotsSize, snapshots, bitmaps);
     }

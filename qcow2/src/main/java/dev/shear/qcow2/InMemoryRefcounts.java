@@ -43,7 +43,8 @@ final class InMemoryRefcounts {
      */
     InMemoryRefcounts(long nbClusters, int refcountBits) {
         if (nbClusters < 0 || nbClusters > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("nbClusters: " + nbClusters + " (expected: 0.." + Integer.MAX_VALUE + ")");
+            throw new IllegalArgumentException("nbClusters: " + nbClusters
+                    + " (expected: 0.." + Integer.MAX_VALUE + ")");
         }
         this.capacity = nbClusters + 1;
         this.size = nbClusters;

@@ -113,6 +113,7 @@ final class MappingCheck {
         if (l1Size == 0) {
             return;
         }
+        // The L1 table's own clusters first, then per entry its L2 table and what that maps.
         ctx.reference(l1Offset, l1Size * 8);
         forEachL1Entry(l1Offset, l1Size, "check_refcounts_l1", (index, entry) -> {
             if (entry == 0) {
@@ -121,6 +122,7 @@ final class MappingCheck {
             if ((entry & L1E_RESERVED_MASK) != 0) {
                 ctx.report.corruption("ERROR found L1 entry with reserved bits set: %x", entry);
             }
+            // An entry that is not 0 but has offset 0 (only flags) counts cluster 0 again, as in QEMU.
             long l2Offset = entry & L1E_OFFSET_MASK;
             ctx.reference(l2Offset, ctx.clusterSize);
             if ((l2Offset & (ctx.clusterSize - 1)) != 0) {
@@ -154,8 +156,10 @@ final class MappingCheck {
         long nextContiguousOffset = 0;
         for (int i = 0; i < layout.l2Entries(); i++) {
             long entry = l2Table.getLong(i * entryBytes);
+            // Without extended L2 there is no bitmap: 0 makes every subcluster test below pass.
             long bitmap = layout.extendedL2() ? l2Table.getLong(i * entryBytes + 8) : 0;
             ClusterType type = type(entry);
+            // Reserved bits are checked before the type's own checks, so both may be reported.
             if (type != ClusterType.COMPRESSED && (entry & L2E_STD_RESERVED_MASK) != 0) {
                 report.corruption("ERROR found l2 entry with reserved bits set: %x", entry);
             }
@@ -175,6 +179,8 @@ final class MappingCheck {
                                 + "bitmap, entry=0x%x", i, entry);
                         continue;
                     }
+                    // Every host cluster of the sector range [coffset & ~511, + sectors * 512) gets one
+                    // reference: neighbours packed into the same sectors share it (qcow2-format.md §6.4).
                     long coffset = entry & coffsetMask;
                     long sectors = ((entry >>> csizeShift) & csizeMask) + 1;
                     long csize = sectors * COMPRESSED_SECTOR - (coffset & (COMPRESSED_SECTOR - 1));
@@ -193,6 +199,8 @@ final class MappingCheck {
                                 + "allocation bitmap", offset);
                     }
                     if ((offset & (ctx.clusterSize - 1)) != 0) {
+                        // QEMU words it by whether the entry holds data or only preallocated space;
+                        // either way the misaligned range is still counted below (two clusters).
                         boolean containsData = layout.extendedL2()
                                 ? (bitmap & L2_BITMAP_ALL_ALLOC) != 0
                                 : (entry & OFLAG_ZERO) == 0;
@@ -211,6 +219,7 @@ final class MappingCheck {
                         }
                         nextContiguousOffset = offset + ctx.clusterSize;
                     }
+                    // Data in an external data file is not refcounted in this file.
                     if (!layout.externalData()) {
                         ctx.reference(offset, ctx.clusterSize);
                     }
