@@ -14,7 +14,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "shear", mixinStandardHelpOptions = true, versionProvider = ShearMain.Version.class,
         description = "A standalone NBD backup server with its own qcow2 engine.",
-        subcommands = {CommandLine.HelpCommand.class})
+        subcommands = {CommandLine.HelpCommand.class, CheckCommand.class})
 public final class ShearMain {
     public static final int EXIT_OK = 0;
     public static final int EXIT_ERROR = 1;
@@ -52,7 +52,8 @@ public final class ShearMain {
         err.println("shear: " + e.getMessage());
         err.println("Try '" + cl.getCommandSpec().qualifiedName() + " --help' for more information.");
         err.flush();
-        return EXIT_USAGE;
+        // check's exit 2 means "corruptions": its usage errors exit 1, as qemu-img check's do.
+        return cl.getCommandSpec().userObject() instanceof CheckCommand ? CheckCommand.EXIT_USAGE : EXIT_USAGE;
     }
 
     /** The message a user sees: the exception's own words, never a stack trace. */

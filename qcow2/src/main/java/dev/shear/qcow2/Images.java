@@ -36,7 +36,9 @@ public final class Images {
                 }
                 return new RawImage(file);
             }
-            throw BlockException.unsupported(image.toString(), -1, "format: qcow2 (engine not yet wired)");
+            // Writable qcow2 opens are refused inside (corrupt bit first, then "not supported yet").
+            Qcow2OpenOptions options = Qcow2OpenOptions.defaults().withReadOnly(readOnly).withSnapshot(snapshot);
+            return Qcow2Image.open(file, options);
         } catch (IOException | RuntimeException e) {
             file.close();
             throw e;

@@ -1,0 +1,496 @@
+package dev.shear.qcow2;
+
+import dev.shear.block.BlockCapabilities;
+import dev.shear.block.BlockDevice;
+import dev.shear.block.BlockErrorKind;
+import dev.shear.block.BlockException;
+import dev.shear.block.Extent;
+import dev.shear.block.ExtentSink;
+import dev.shear.block.FileSpan;
+import dev.shear.block.ImageFile;
+import dev.shear.block.ReadSegment;
+import dev.shear.block.ReadSegmentSink;
+import dev.shear.qcow2.compress.ClusterCodec;
+import dev.shear.qcow2.compress.CompressionType;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.zip.DataFormatException;
+
+/**
+ * A qcow2 image as a {@link BlockDevice}: the read side (qcow2-format.md; design.md §The block graph).
+ *
+ * <h2>What a read does</h2>
+ * For each run of the guest range ({@link ClusterMapper}, §6.6): DATA reads the host bytes (bytes past
+ * the end of the file read as zeros, §1); ZERO_PLAIN / ZERO_ALLOC read zeros and never consult the
+ * backing file (§15 pitfall 8); UNALLOCATED reads the backing file at the same guest offset, zeros past
+ * its end or without one (§9); COMPRESSED reads csize bytes and inflates the whole cluster (§7).
+ *
+ * <h2>Concurrency and lock order</h2>
+ * Every operation is a positional read; the L1 table, header, snapshot list and backing device are
+ * fixed at open. The only shared mutable state is the {@link MetadataCache}, whose internal lock is a
+ * leaf taken briefly and never across I/O. Lock order (read side): {@code MetadataCache.lock} only. The
+ * write engine will add {@code flushLock -> metadataLock -> cache} above it (style.md §5).
+ *
+ * <h2>Errors</h2>
+ * A malformed L1/L2 entry or undecodable compressed cluster fails the read that meets it with
+ * CORRUPT_IMAGE naming the guest and file offsets; other ranges keep working (§11). The corrupt bit
+ * allows read-only opens only; the dirty bit is noted ({@link #isDirty()}) and harmless for reads.
+ */
+public final class Qcow2Image implements BlockDevice {
+    private final ImageFile file;
+    private final String name;
+    private final Qcow2Header header;
+    private final Qcow2Snapshot openedSnapshot;    // null for the active image
+    private final List<Qcow2Snapshot> snapshots;
+    private final long size;
+    private final int clusterBits;
+    private final int clusterSize;
+    private final ClusterMapper mapper;
+    private final MetadataCache cache;
+    private final ClusterCodec codec;
+    private final BlockDevice backing;              // null without a backing file; owned, closed with us
+    private final long backingSize;                 // backing.size(), or 0
+    private final BlockCapabilities capabilities;
+
+    private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
+                       List<Qcow2Snapshot> snapshots, long size, ClusterMapper mapper, MetadataCache cache,
+                       BlockDevice backing) {
+        this.file = file;
+        this.name = file.path().toString();
+        this.header = header;
+        this.openedSnapshot = openedSnapshot;
+        this.snapshots = snapshots;
+        this.size = size;
+        this.clusterBits = header.clusterBits();
+        this.clusterSize = 1 << clusterBits;
+        this.mapper = mapper;
+        this.cache = cache;
+        this.codec = CompressionType.fromHeader(header.compressionType()).codec();
+        this.backing = backing;
+        this.backingSize = backing == null ? 0 : backing.size();
+        this.capabilities = BlockCapabilities.readOnly(Math.max(4096, clusterSize));
+    }
+
+    /**
+     * Opens {@code file} as qcow2. On success the image owns {@code file} (and its backing chain);
+     * on failure nothing is left open except {@code file}, which the caller still owns.
+     *
+     * @throws BlockException INVALID_FORMAT / UNSUPPORTED_FEATURE from the header and tables,
+     *         CORRUPT_IMAGE for a writable open of an image marked corrupt, UNSUPPORTED_FEATURE for any
+     *         other writable open (the write engine does not exist yet), INVALID_ARGUMENT for an
+     *         unknown snapshot
+     */
+    public static Qcow2Image open(ImageFile file, Qcow2OpenOptions options) throws IOException {
+        return open(file, options, BackingChain.Context.top(file));
+    }
+
+    static Qcow2Image open(ImageFile file, Qcow2OpenOptions options, BackingChain.Context ctx) throws IOException {
+        String name = file.path().toString();
+        Qcow2Header header = Qcow2Header.read(file, name);
+        if (!options.readOnly()) {
+            if (header.isCorrupt()) {
+                throw BlockException.corrupt(name, -1, "incompatible_features: corrupt bit set (expected: clear "
+                        + "for a read-write open; open read-only, or repair with qemu-img check -r all)");
+            }
+            if (options.snapshot() != null) {
+                throw BlockException.invalid(name, -1, "snapshot: %s (expected: snapshots open read-only)",
+                        options.snapshot());
+            }
+            throw BlockException.unsupported(name, -1, "qcow2 writes are not supported yet");
+        }
+        List<Qcow2Snapshot> snapshots = header.nbSnapshots() == 0 ? List.of()
+                : List.copyOf(SnapshotTable.read(file, header, name));
+        Qcow2Snapshot snapshot = null;
+        long size = header.size();
+        long l1Offset = header.l1TableOffset();
+        int l1Size = header.l1Size();
+        if (options.snapshot() != null) {
+            snapshot = Qcow2Snapshot.find(snapshots, options.snapshot());
+            if (snapshot == null) {
+                throw BlockException.invalid(name, -1, "snapshot: %s (expected: the ID or name of one of the %d "
+                        + "internal snapshots)", options.snapshot(), snapshots.size());
+            }
+            size = snapshot.diskSize() >= 0 ? snapshot.diskSize() : header.size();
+            l1Offset = snapshot.l1TableOffset();
+            l1Size = snapshot.l1Size();
+        }
+        long[] l1 = readL1(file, name, l1Offset, l1Size);
+        MetadataCache cache = new MetadataCache(name, options.cacheBytes());
+        ClusterMapper mapper = new ClusterMapper(file, name, header, l1, l1Offset, cache);
+        BlockDevice backing = header.backingFileName() == null ? null
+                : BackingChain.open(file, header, options, ctx);
+        return new Qcow2Image(file, header, snapshot, snapshots, size, mapper, cache, backing);
+    }
+
+    /** Reads an L1 table whose size the header or snapshot table bounded (<= 4 Mi entries, 32 MiB). */
+    private static long[] readL1(ImageFile file, String name, long offset, int entries) throws IOException {
+        if (entries < 0 || entries > Qcow2Limits.MAX_L1_ENTRIES) {
+            throw BlockException.format(name, -1, "l1_size: %d (expected: 0..%d)", Integer.toUnsignedLong(entries),
+                    Qcow2Limits.MAX_L1_ENTRIES);
+        }
+        ByteBuffer b = ByteBuffer.allocate(entries * 8);
+        try {
+            file.read(offset, b);
+        } catch (IOException e) {
+            throw BlockException.io(name, offset, "L1 table read", e);
+        }
+        long[] l1 = new long[entries];
+        b.flip().asLongBuffer().get(l1);
+        return l1;
+    }
+
+    // ---- BlockDevice ----
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public BlockCapabilities capabilities() {
+        return capabilities;
+    }
+
+    @Override
+    public void read(long offset, ByteBuffer dst) throws IOException {
+        checkRange(offset, dst.remaining());
+        long pos = offset;
+        long end = offset + dst.remaining();
+        while (pos < end) {
+            ClusterRun run = mapper.lookup(pos, end - pos);
+            int n = (int) run.length();
+            ByteBuffer part = dst.slice(dst.position(), n);
+            switch (run.kind()) {
+                case DATA -> readHost(run.hostOffset(), part, pos);
+                case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(part);
+                case UNALLOCATED, UNALLOCATED_ALLOC -> readBacking(pos, part);
+                case COMPRESSED -> readCompressed(run, part);
+            }
+            dst.position(dst.position() + n);
+            pos += n;
+        }
+    }
+
+    private void readHost(long hostOffset, ByteBuffer dst, long guestOffset) throws IOException {
+        try {
+            file.read(hostOffset, dst);
+        } catch (IOException e) {
+            throw BlockException.io(name, hostOffset, "read of guest offset 0x" + Long.toHexString(guestOffset), e);
+        }
+    }
+
+    /** Unallocated here: the backing file below its end, zeros past it or without one (§9). */
+    private void readBacking(long guestOffset, ByteBuffer dst) throws IOException {
+        int fromBacking = (int) Math.max(0, Math.min(dst.remaining(), backingSize - guestOffset));
+        if (fromBacking > 0) {
+            backing.read(guestOffset, dst.slice(dst.position(), fromBacking));
+            dst.position(dst.position() + fromBacking);
+        }
+        fillZeros(dst);
+    }
+
+    /** Inflates the whole cluster, then copies the part the run covers (§7). */
+    private void readCompressed(ClusterRun run, ByteBuffer dst) throws IOException {
+        ByteBuffer compressed = ByteBuffer.allocate(run.compressedBytes());
+        try {
+            file.read(run.hostOffset(), compressed);   // bytes past the end of the file read as zeros
+        } catch (IOException e) {
+            throw BlockException.io(name, run.hostOffset(), "compressed cluster read", e);
+        }
+        compressed.flip();
+        ByteBuffer cluster = ByteBuffer.allocate(clusterSize);
+        try {
+            codec.decompress(compressed, cluster);
+        } catch (DataFormatException e) {
+            long clusterStart = run.guestOffset() & ~(long) (clusterSize - 1);
+            throw BlockException.corrupt(name, run.hostOffset(),
+                    "compressed cluster (guest offset 0x%x, %d bytes at file offset 0x%x): %s",
+                    clusterStart, run.compressedBytes(), run.hostOffset(), e.getMessage());
+        }
+        int in = (int) (run.guestOffset() & (clusterSize - 1));
+        dst.put(cluster.array(), in, dst.remaining());
+    }
+
+    private static void fillZeros(ByteBuffer dst) {
+        while (dst.hasRemaining()) {
+            dst.put((byte) 0);
+        }
+    }
+
+    /**
+     * Raw data runs become {@link FileSpan}s (host-contiguous runs merged, also across L2 tables);
+     * zeros, and unallocated ranges with nothing below, become {@link ReadSegment.Zeros}; compressed and
+     * backing ranges become {@link ReadSegment.Copy}. Adjacent segments of the same kind are merged.
+     */
+    @Override
+    public void readSegments(long offset, long length, ReadSegmentSink sink) throws IOException {
+        checkRange(offset, length);
+        SegmentMerger merger = new SegmentMerger(sink);
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            ClusterRun run = mapper.lookup(pos, end - pos);
+            long n = run.length();
+            switch (run.kind()) {
+                case DATA -> {
+                    if (file.channel() != null) {
+                        merger.span(run.hostOffset(), n);
+                    } else {
+                        merger.copy(pos, n);
+                    }
+                }
+                case ZERO_PLAIN, ZERO_ALLOC -> merger.zeros(n);
+                case COMPRESSED -> merger.copy(pos, n);
+                case UNALLOCATED, UNALLOCATED_ALLOC -> {
+                    long fromBacking = Math.max(0, Math.min(n, backingSize - pos));
+                    if (fromBacking > 0) {
+                        merger.copy(pos, fromBacking);
+                    }
+                    if (fromBacking < n) {
+                        merger.zeros(n - fromBacking);
+                    }
+                }
+            }
+            pos += n;
+        }
+        merger.finish();
+    }
+
+    /** Coalesces adjacent segments before they reach the sink. */
+    private final class SegmentMerger {
+        private final ReadSegmentSink sink;
+        private ReadSegment pending;
+
+        SegmentMerger(ReadSegmentSink sink) {
+            this.sink = sink;
+        }
+
+        void span(long hostOffset, long n) throws IOException {
+            if (pending instanceof FileSpan f && f.position() + f.length() == hostOffset) {
+                pending = new FileSpan(f.channel(), f.position(), f.length() + n);
+                return;
+            }
+            push(new FileSpan(file.channel(), hostOffset, n));
+        }
+
+        void zeros(long n) throws IOException {
+            if (pending instanceof ReadSegment.Zeros z) {
+                pending = new ReadSegment.Zeros(z.length() + n);
+                return;
+            }
+            push(new ReadSegment.Zeros(n));
+        }
+
+        void copy(long guestOffset, long n) throws IOException {
+            if (pending instanceof ReadSegment.Copy c && c.guestOffset() + c.length() == guestOffset) {
+                pending = new ReadSegment.Copy(c.guestOffset(), c.length() + n);
+                return;
+            }
+            push(new ReadSegment.Copy(guestOffset, n));
+        }
+
+        private void push(ReadSegment next) throws IOException {
+            if (pending != null) {
+                sink.accept(pending);
+            }
+            pending = next;
+        }
+
+        void finish() throws IOException {
+            if (pending != null) {
+                sink.accept(pending);
+                pending = null;
+            }
+        }
+    }
+
+    /**
+     * Block status from metadata only (QEMU qcow2_co_block_status + bdrv_co_block_status): DATA is data
+     * at depth 0 with its host offset; COMPRESSED is data with {@link Extent#COMPRESSED} and no offset;
+     * ZERO_* is ZERO at depth 0 (ZERO_ALLOC with its host offset); unallocated ranges are asked of the
+     * backing chain, whose extents come back with depth + 1; ranges no layer has (no backing file, or
+     * past the backing file's end) are HOLE|ZERO at depth {@link Extent#UNALLOCATED}.
+     *
+     * <p>Cost: proportional to the L2 entries visited (an empty L1 entry covers its whole reach in one
+     * step); stops as soon as the sink returns false.
+     */
+    @Override
+    public void blockStatus(long offset, long length, ExtentSink sink) throws IOException {
+        checkRange(offset, length);
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            ClusterRun run = mapper.lookup(pos, end - pos);
+            long n = run.length();
+            boolean more = switch (run.kind()) {
+                case DATA -> sink.accept(Extent.data(pos, n, 0, run.hostOffset()));
+                case COMPRESSED -> sink.accept(new Extent(pos, n, Extent.COMPRESSED, 0, -1));
+                case ZERO_PLAIN -> sink.accept(Extent.zero(pos, n, 0));
+                case ZERO_ALLOC -> sink.accept(new Extent(pos, n, Extent.ZERO, 0, run.hostOffset()));
+                case UNALLOCATED, UNALLOCATED_ALLOC -> backingStatus(pos, n, sink);
+            };
+            if (!more) {
+                return;
+            }
+            pos += n;
+        }
+    }
+
+    /** Asks the backing chain about [pos, pos + n) and relays its extents one layer deeper. */
+    private boolean backingStatus(long pos, long n, ExtentSink sink) throws IOException {
+        long fromBacking = Math.max(0, Math.min(n, backingSize - pos));
+        if (fromBacking > 0) {
+            long stop = pos + fromBacking;
+            boolean[] more = {true};
+            backing.blockStatus(pos, fromBacking, e -> {
+                Extent c = e.end() > stop ? e.clip(e.offset(), stop) : e;
+                int depth = c.depth() == Extent.UNALLOCATED ? Extent.UNALLOCATED : c.depth() + 1;
+                more[0] = sink.accept(new Extent(c.offset(), c.length(), c.flags(), depth, c.hostOffset()));
+                return more[0] && c.end() < stop;
+            });
+            if (!more[0]) {
+                return false;
+            }
+        }
+        if (fromBacking < n) {
+            return sink.accept(Extent.hole(pos + fromBacking, n - fromBacking));
+        }
+        return true;
+    }
+
+    /**
+     * This layer's own allocation state, without consulting the backing file: as {@link #blockStatus},
+     * except that unallocated ranges are reported as HOLE|ZERO at depth {@link Extent#UNALLOCATED}
+     * (with the reserved host offset for UNALLOCATED_ALLOC subclusters). Tools that walk the chain layer
+     * by layer, as {@code qemu-img map} does, use this.
+     */
+    public void layerStatus(long offset, long length, ExtentSink sink) throws IOException {
+        checkRange(offset, length);
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            ClusterRun run = mapper.lookup(pos, end - pos);
+            long n = run.length();
+            Extent e = switch (run.kind()) {
+                case DATA -> Extent.data(pos, n, 0, run.hostOffset());
+                case COMPRESSED -> new Extent(pos, n, Extent.COMPRESSED, 0, -1);
+                case ZERO_PLAIN -> Extent.zero(pos, n, 0);
+                case ZERO_ALLOC -> new Extent(pos, n, Extent.ZERO, 0, run.hostOffset());
+                case UNALLOCATED -> Extent.hole(pos, n);
+                case UNALLOCATED_ALLOC -> new Extent(pos, n, Extent.HOLE | Extent.ZERO, Extent.UNALLOCATED,
+                        run.hostOffset());
+            };
+            if (!sink.accept(e)) {
+                return;
+            }
+            pos += n;
+        }
+    }
+
+    /**
+     * The mapping of the run starting at {@code guestOffset} (at most {@code maxLength} bytes, within one
+     * L2 table's reach; a compressed run covers the rest of its cluster at most). For tools and tests.
+     */
+    public ClusterMapping map(long guestOffset, long maxLength) throws IOException {
+        checkRange(guestOffset, maxLength);
+        if (maxLength == 0) {
+            throw BlockException.invalid(name, guestOffset, "length: 0 (expected: > 0)");
+        }
+        return mapper.lookup(guestOffset, maxLength).toMapping();
+    }
+
+    // ---- getters for tools ----
+
+    public Qcow2Header header() {
+        return header;
+    }
+
+    /** The internal snapshots (the table as read at open). */
+    public List<Qcow2Snapshot> snapshots() {
+        return snapshots;
+    }
+
+    /** The snapshot this view was opened at, or null for the active image. */
+    public Qcow2Snapshot openedSnapshot() {
+        return openedSnapshot;
+    }
+
+    /** The backing device (owned by this image), or null. */
+    public BlockDevice backing() {
+        return backing;
+    }
+
+    /** The backing file name as stored in the header, or null. */
+    public String backingFileName() {
+        return header.backingFileName();
+    }
+
+    /** The backing format from the header extension, or null when absent (then it was probed). */
+    public String backingFormat() {
+        return header.backingFormat();
+    }
+
+    public ImageFile file() {
+        return file;
+    }
+
+    public int clusterBits() {
+        return clusterBits;
+    }
+
+    public int clusterSize() {
+        return clusterSize;
+    }
+
+    /** Incompatible bit 0: refcounts may be stale (harmless for reads). */
+    public boolean isDirty() {
+        return header.isDirty();
+    }
+
+    /** Incompatible bit 1: opened read-only because of it. */
+    public boolean isCorrupt() {
+        return header.isCorrupt();
+    }
+
+    /** L2 cache counters (tests assert how many tables an operation loaded). */
+    MetadataCache.Stats cacheStats() {
+        return cache.stats();
+    }
+
+    @Override
+    public void close() throws IOException {
+        IOException failure = null;
+        if (backing != null) {
+            try {
+                backing.close();
+            } catch (IOException e) {
+                failure = e;
+            }
+        }
+        cache.clear();
+        try {
+            file.close();
+        } catch (IOException e) {
+            if (failure == null) {
+                failure = e;
+            } else {
+                failure.addSuppressed(e);
+            }
+        }
+        if (failure != null) {
+            throw failure instanceof BlockException ? failure
+                    : new BlockException(BlockErrorKind.IO, name, -1, "close: " + failure.getMessage(), failure);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Qcow2Image[" + name + (openedSnapshot != null ? "@" + openedSnapshot.id() : "") + "]";
+    }
+}

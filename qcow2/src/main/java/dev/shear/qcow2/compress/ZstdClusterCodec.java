@@ -1,0 +1,70 @@
+package dev.shear.qcow2.compress;
+
+import com.github.luben.zstd.ZstdDecompressCtx;
+import com.github.luben.zstd.ZstdException;
+import java.nio.ByteBuffer;
+import java.util.zip.DataFormatException;
+
+/**
+ * zstd as qcow2 compression type 1 stores it: a bare frame at the compressed offset, no length prefix
+ * (qcow2-format.md §7).
+ *
+ * <p>Decompression follows QEMU's {@code qcow2_zstd_decompress} (block/qcow2-threads.c): stream-decode
+ * until the output holds exactly one cluster (several frames are allowed), fail if a step makes no
+ * progress (input exhausted, or a corrupt stream) and fail if the frame is not complete when the output
+ * is full (the data would decode to more than a cluster). Bytes after the frame are never looked at.
+ */
+public final class ZstdClusterCodec implements ClusterCodec {
+    static final ZstdClusterCodec INSTANCE = new ZstdClusterCodec();
+
+    private ZstdClusterCodec() {
+    }
+
+    public static ZstdClusterCodec instance() {
+        return INSTANCE;
+    }
+
+    @Override
+    public CompressionType type() {
+        return CompressionType.ZSTD;
+    }
+
+    @Override
+    public void decompress(ByteBuffer src, ByteBuffer dst) throws DataFormatException {
+        int wanted = dst.remaining();
+        // zstd-jni's stream API wants direct buffers; a cluster is at most 2 MiB, the input at most twice.
+        ByteBuffer in = ByteBuffer.allocateDirect(src.remaining());
+        in.put(src).flip();
+        ByteBuffer out = dst.isDirect() ? dst : ByteBuffer.allocateDirect(wanted);
+        int start = out.position();
+        boolean frameDone = false;
+        try (ZstdDecompressCtx ctx = new ZstdDecompressCtx()) {
+            while (out.hasRemaining()) {
+                int inBefore = in.position();
+                int outBefore = out.position();
+                frameDone = ctx.decompressDirectByteBufferStream(out, in);
+                if (in.position() == inBefore && out.position() == outBefore) {
+                    throw new DataFormatException("zstd stream: input ended after "
+                            + (out.position() - start) + " of " + wanted + " bytes");
+                }
+            }
+        } catch (ZstdException e) {
+            throw new DataFormatException("zstd stream: " + e.getMessage() + " after "
+                    + (out.position() - start) + " of " + wanted + " bytes");
+        }
+        if (!frameDone) {
+            throw new DataFormatException("zstd frame: not complete after " + wanted
+                    + " bytes (expected: a frame of exactly one cluster)");
+        }
+        if (out != dst) {
+            out.flip();
+            out.position(start);
+            dst.put(out);
+        }
+    }
+
+    @Override
+    public int compress(ByteBuffer src, ByteBuffer dst) {
+        throw new UnsupportedOperationException("zstd compression: not implemented (write engine)");
+    }
+}
