@@ -55,7 +55,7 @@ final class RequestDispatcher {
                     return read(device, r);
                 }
                 case NbdConstants.NBD_CMD_WRITE -> {
-                    if (payload.isReadable()) {
+                    if (payload != null && payload.isReadable()) {
                         device.write(r.offset(), payload.nioBuffer(), writeFlags(r));
                     } else if (r.hasFlag(NbdConstants.NBD_CMD_FLAG_FUA)) {
                         device.flush();
