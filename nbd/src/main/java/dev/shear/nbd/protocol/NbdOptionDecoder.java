@@ -36,6 +36,8 @@ public final class NbdOptionDecoder extends ByteToMessageDecoder {
     /** True until the client flags were read. Event-loop confined, as all decoder state. */
     private boolean expectClientFlags;
     private int optionCount;
+    /** A fatal error was thrown: everything after it is discarded. Event-loop confined. */
+    private boolean failed;
 
     /**
      * @param maxOptionLength largest option data accepted (bounds the cumulation buffer)
@@ -55,13 +57,18 @@ public final class NbdOptionDecoder extends ByteToMessageDecoder {
 
     @Override
     protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+        if (failed) {
+            in.skipBytes(in.readableBytes());   // framing is lost: discard until the handler closes
+            return;
+        }
         if (expectClientFlags) {
             if (in.readableBytes() < 4) {
                 return;
             }
             int flags = in.readInt();
             if ((flags & ~KNOWN_CLIENT_FLAGS) != 0) {
-                throw NbdProtocolException.fatal("client flags: 0x%08x (expected: bits of 0x%08x)",
+                failed = true;
+            throw NbdProtocolException.fatal("client flags: 0x%08x (expected: bits of 0x%08x)",
                         flags, KNOWN_CLIENT_FLAGS);
             }
             expectClientFlags = false;
@@ -74,12 +81,14 @@ public final class NbdOptionDecoder extends ByteToMessageDecoder {
         int start = in.readerIndex();
         long magic = in.getLong(start);
         if (magic != NbdConstants.NBD_NEW_VERSION) {
+            failed = true;
             throw NbdProtocolException.fatal("option magic: 0x%016x (expected: 0x%016x)",
                     magic, NbdConstants.NBD_NEW_VERSION);
         }
         int code = in.getInt(start + 8);
         long length = in.getUnsignedInt(start + 12);
         if (length > maxOptionLength) {
+            failed = true;
             throw NbdProtocolException.fatal("option %s length: %d (expected: <= %d)",
                     NbdConstants.optionName(code), length, maxOptionLength);
         }
@@ -87,6 +96,7 @@ public final class NbdOptionDecoder extends ByteToMessageDecoder {
             return;
         }
         if (++optionCount > maxOptions) {
+            failed = true;
             throw NbdProtocolException.fatal("options: %d (expected: <= %d per connection)",
                     optionCount, maxOptions);
         }

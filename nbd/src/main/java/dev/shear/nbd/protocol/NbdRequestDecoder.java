@@ -34,6 +34,8 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
     private final long skipLimit;
     /** Payload bytes of a rejected request still to discard. Event-loop confined. */
     private long skipRemaining;
+    /** A fatal error was thrown: everything after it is discarded. Event-loop confined. */
+    private boolean failed;
 
     /**
      * @param extended   expect 32-byte extended headers (and only those)
@@ -51,6 +53,10 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
 
     @Override
     protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+        if (failed) {
+            in.skipBytes(in.readableBytes());   // framing is lost: discard until the handler closes
+            return;
+        }
         if (skipRemaining > 0) {
             int n = (int) Math.min(skipRemaining, in.readableBytes());
             in.skipBytes(n);
@@ -67,6 +73,7 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
         int magic = in.getInt(start);
         int expectedMagic = extended ? NbdConstants.NBD_EXTENDED_REQUEST_MAGIC : NbdConstants.NBD_REQUEST_MAGIC;
         if (magic != expectedMagic) {
+            failed = true;
             throw NbdProtocolException.fatal("request magic: 0x%08x (expected: 0x%08x)", magic, expectedMagic);
         }
         int flags = in.getUnsignedShort(start + 4);
@@ -86,7 +93,8 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
         // Unsigned compare: a 64-bit length >= 2^63 is negative here and must count as huge.
         if (!write || Long.compareUnsigned(payload, maxPayload) > 0) {
             if (Long.compareUnsigned(payload, skipLimit) > 0) {
-                throw NbdProtocolException.fatal("%s payload length: %s (expected: <= %d)",
+                failed = true;
+            throw NbdProtocolException.fatal("%s payload length: %s (expected: <= %d)",
                         NbdConstants.commandName(type), Long.toUnsignedString(payload),
                         write ? maxPayload : skipLimit);
             }
