@@ -234,10 +234,10 @@ public final class NbdServer implements AutoCloseable {
             return "unix";
         }
         if (a instanceof DomainSocketAddress d) {
-            return d.path();
+            return d.path().isEmpty() ? "unix" : d.path();
         }
         if (a instanceof UnixDomainSocketAddress u) {
-            return u.getPath().toString();
+            return u.getPath().toString().isEmpty() ? "unix" : u.getPath().toString();
         }
         if (a instanceof InetSocketAddress i) {
             return i.getHostString() + ":" + i.getPort();
