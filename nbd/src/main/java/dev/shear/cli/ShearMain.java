@@ -4,6 +4,9 @@ import dev.shear.block.BlockException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -26,11 +29,32 @@ public final class ShearMain {
 
     /** Runs the command line and returns the exit code; never calls System.exit (tests call this). */
     public static int run(String... args) {
-        return newCommandLine().execute(args);
+        CommandLine cl = newCommandLine();
+        if (args.length > 0 && (args[0].equals("serve") || args[0].equals("qemu-nbd"))) {
+            List<String> rest = ServeCommand.preprocess(Arrays.asList(args).subList(1, args.length));
+            String refused = ServeCommand.refusedOption(rest);
+            if (refused != null) {
+                PrintWriter err = cl.getErr();
+                err.println("shear: option " + ServeCommand.displayName(refused) + ": not supported by shear " + args[0]
+                        + " (kernel devices, partitions, offsets, tracing and snapshot overlays are qemu-nbd only)");
+                err.flush();
+                return EXIT_USAGE;
+            }
+            List<String> all = new ArrayList<>();
+            all.add(args[0]);
+            all.addAll(rest);
+            args = all.toArray(new String[0]);
+            ((ServeCommand) cl.getSubcommands().get(args[0]).getCommand()).setArguments(rest);
+        }
+        return cl.execute(args);
     }
 
     public static CommandLine newCommandLine() {
         CommandLine cl = new CommandLine(new ShearMain());
+        cl.addSubcommand("serve", new ServeCommand(false));
+        CommandLine qemuNbd = new CommandLine(new ServeCommand(true));
+        qemuNbd.getCommandSpec().name("qemu-nbd");
+        cl.addSubcommand("qemu-nbd", qemuNbd);
         cl.setExecutionExceptionHandler(ShearMain::handleError);
         cl.setParameterExceptionHandler(ShearMain::handleUsage);
         return cl;

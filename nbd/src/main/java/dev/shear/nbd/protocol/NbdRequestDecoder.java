@@ -1,0 +1,125 @@
+package dev.shear.nbd.protocol;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import java.util.List;
+
+/**
+ * Decodes transmission-phase requests (nbd-protocol.md §4) into {@link NbdRequest} and
+ * {@link NbdWriteRequest}. Only framing errors are fatal; everything else is judged later by the
+ * server's request validator so that the connection survives a bad request.
+ *
+ * <pre>
+ * compact (28 bytes)                          extended (32 bytes, after NBD_OPT_EXTENDED_HEADERS)
+ *   0  4  magic 0x25609513                      0  4  magic 0x21e41c71
+ *   4  2  command flags                         4  2  command flags
+ *   6  2  command type                          6  2  command type
+ *   8  8  cookie                                8  8  cookie
+ *  16  8  offset                               16  8  offset
+ *  24  4  length                               24  8  length (payload length if PAYLOAD_LEN)
+ *  28  *  payload (WRITE only)                 32  *  payload (WRITE, or any command with PAYLOAD_LEN)
+ * </pre>
+ *
+ * <p>Bounds: a payload is buffered whole only up to {@code maxPayload} (so the cumulation never
+ * exceeds header + maxPayload). A larger WRITE is emitted already rejected with EINVAL and its payload
+ * is skipped as it arrives, up to {@link #skipLimit}; beyond that the peer is hung up on (nbdkit
+ * skip_over_write_buffer; QEMU hangs up on any write above 32 MiB). In extended mode a payload on a
+ * command other than WRITE is skipped the same way and the command fails with EINVAL (§4.2), since
+ * this server does not advertise NBD_FLAG_BLOCK_STATUS_PAYLOAD.
+ */
+public final class NbdRequestDecoder extends ByteToMessageDecoder {
+    private final boolean extended;
+    private final int maxPayload;
+    private final long skipLimit;
+    /** Payload bytes of a rejected request still to discard. Event-loop confined. */
+    private long skipRemaining;
+    /** A fatal error was thrown: everything after it is discarded. Event-loop confined. */
+    private boolean failed;
+
+    /**
+     * @param extended   expect 32-byte extended headers (and only those)
+     * @param maxPayload largest payload buffered, 32 MiB in practice
+     */
+    public NbdRequestDecoder(boolean extended, int maxPayload) {
+        this.extended = extended;
+        this.maxPayload = maxPayload;
+        this.skipLimit = 2L * maxPayload;
+    }
+
+    public int headerLength() {
+        return extended ? NbdConstants.EXTENDED_REQUEST_HEADER_LENGTH : NbdConstants.REQUEST_HEADER_LENGTH;
+    }
+
+    @Override
+    protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+        if (failed) {
+            in.skipBytes(in.readableBytes());   // framing is lost: discard until the handler closes
+            return;
+        }
+        if (skipRemaining > 0) {
+            int n = (int) Math.min(skipRemaining, in.readableBytes());
+            in.skipBytes(n);
+            skipRemaining -= n;
+            if (skipRemaining > 0) {
+                return;
+            }
+        }
+        int headerLength = headerLength();
+        if (in.readableBytes() < headerLength) {
+            return;
+        }
+        int start = in.readerIndex();
+        int magic = in.getInt(start);
+        int expectedMagic = extended ? NbdConstants.NBD_EXTENDED_REQUEST_MAGIC : NbdConstants.NBD_REQUEST_MAGIC;
+        if (magic != expectedMagic) {
+            failed = true;
+            throw NbdProtocolException.fatal("request magic: 0x%08x (expected: 0x%08x)", magic, expectedMagic);
+        }
+        int flags = in.getUnsignedShort(start + 4);
+        int type = in.getUnsignedShort(start + 6);
+        long cookie = in.getLong(start + 8);
+        long offset = in.getLong(start + 16);
+        long length = extended ? in.getLong(start + 24) : in.getUnsignedInt(start + 24);
+        NbdRequest request = new NbdRequest(flags, type, cookie, offset, length, extended, null);
+
+        long payload = payloadLength(request);
+        if (payload == 0) {
+            in.skipBytes(headerLength);
+            out.add(request);
+            return;
+        }
+        boolean write = type == NbdConstants.NBD_CMD_WRITE;
+        // Unsigned compare: a 64-bit length >= 2^63 is negative here and must count as huge.
+        if (!write || Long.compareUnsigned(payload, maxPayload) > 0) {
+            if (Long.compareUnsigned(payload, skipLimit) > 0) {
+                failed = true;
+            throw NbdProtocolException.fatal("%s payload length: %s (expected: <= %d)",
+                        NbdConstants.commandName(type), Long.toUnsignedString(payload),
+                        write ? maxPayload : skipLimit);
+            }
+            in.skipBytes(headerLength);
+            skipRemaining = payload;
+            out.add(request.reject(NbdError.EINVAL));
+            return;
+        }
+        if (in.readableBytes() < headerLength + payload) {
+            return;   // wait for the whole payload: bounded by maxPayload above
+        }
+        in.skipBytes(headerLength);
+        // Ownership of the slice moves to the message here; the I/O task releases it.
+        out.add(new NbdWriteRequest(request, in.readRetainedSlice((int) payload)));
+    }
+
+    /**
+     * How many payload bytes follow the header: a compact WRITE carries {@code length} bytes; in
+     * extended mode a request carries {@code length} bytes when PAYLOAD_LEN is set, and a WRITE
+     * without the flag still does (QEMU tolerates the omission the same way).
+     */
+    private long payloadLength(NbdRequest request) {
+        if (request.type() == NbdConstants.NBD_CMD_WRITE) {
+            return request.length();
+        }
+        return extended && request.hasFlag(NbdConstants.NBD_CMD_FLAG_PAYLOAD_LEN) ? request.length() : 0;
+    }
+}
