@@ -53,7 +53,7 @@ import picocli.CommandLine.Spec;
 public final class ServeCommand implements Callable<Integer> {
     /** qemu-nbd's default port. */
     static final int DEFAULT_PORT = 10809;
-    /** The device opener; replaced by the qcow2 engine's when it is wired in. */
+    /** The device opener (the engine's Images.open; tests may substitute their own). */
     private static volatile DeviceOpener opener = DeviceOpener.DEFAULT;
 
     /**
@@ -107,7 +107,8 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = {"-e", "--shared"}, paramLabel = "N", description = "Clients at once.")
     Integer shared;
 
-    @Option(names = {"-l", "--load-snapshot"}, paramLabel = "SNAPSHOT", description = "Serve an internal snapshot (read-only).")
+    @Option(names = {"-l", "--load-snapshot"}, paramLabel = "SNAPSHOT",
+            description = "Serve an internal snapshot (read-only).")
     String snapshot;
 
     @Option(names = {"-D", "--description"}, paramLabel = "TEXT", description = "Export description.")
@@ -119,7 +120,8 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--tls-creds", paramLabel = "DIR|ID", description = "x509 directory, or the id of an --object.")
     String tlsCreds;
 
-    @Option(names = "--tls-required", arity = "0..1", paramLabel = "BOOL", description = "Require TLS (default with creds).")
+    @Option(names = "--tls-required", arity = "0..1", paramLabel = "BOOL",
+            description = "Require TLS (default with creds).")
     Boolean tlsRequired;
 
     @Option(names = {"-t", "--persistent"}, description = "Keep serving after the last client left.")
@@ -146,7 +148,8 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = {"-A", "--allocation-depth"}, description = "Offer qemu:allocation-depth.")
     boolean allocationDepth;
 
-    @Option(names = "--object", paramLabel = "tls-creds-x509,id=ID,dir=DIR,...", description = "A TLS credentials object.")
+    @Option(names = "--object", paramLabel = "tls-creds-x509,id=ID,dir=DIR,...",
+            description = "A TLS credentials object.")
     List<String> objects = new ArrayList<>();
 
     @Option(names = "--image-opts", description = "IMAGE is driver=FMT,file.filename=PATH.")
@@ -183,7 +186,7 @@ public final class ServeCommand implements Callable<Integer> {
         return option;
     }
 
-    /** Replaces the device opener (the qcow2 engine installs its own). */
+    /** Replaces the device opener (tests). */
     public static void setOpener(DeviceOpener o) {
         opener = o;
     }
@@ -506,7 +509,8 @@ public final class ServeCommand implements Callable<Integer> {
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT)
                 .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
         Process child = pb.start();
-        try (BufferedReader r = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+        try (BufferedReader r = new BufferedReader(
+                new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
             String line = r.readLine();
             if (line == null) {
                 int code = child.waitFor();

@@ -1,17 +1,14 @@
 package dev.shear.nbd.server;
 
 import dev.shear.block.BlockDevice;
-import dev.shear.block.BlockException;
-import dev.shear.block.ImageFile;
 import dev.shear.block.ImageFormat;
-import dev.shear.block.ImageProbe;
-import dev.shear.block.RawImage;
+import dev.shear.qcow2.Images;
 import java.io.IOException;
 import java.nio.file.Path;
 
 /**
- * Opens the image behind an export. The default opens raw images and refuses qcow2 until the qcow2
- * engine is wired in (its opener, {@code dev.shear.qcow2.Images.open}, has this same shape).
+ * Opens the image behind an export. The default is the engine's {@link Images#open}; tests may
+ * substitute devices of their own.
  */
 @FunctionalInterface
 public interface DeviceOpener {
@@ -25,21 +22,6 @@ public interface DeviceOpener {
     BlockDevice open(Path image, ImageFormat formatOrNull, boolean readOnly, String snapshotOrNull)
             throws IOException;
 
-    /** Raw images only for now. */
-    DeviceOpener DEFAULT = (image, formatOrNull, readOnly, snapshotOrNull) -> {
-        ImageFormat format = formatOrNull;
-        if (format == null) {
-            try (ImageFile probe = ImageFile.open(image, false)) {
-                format = ImageProbe.probe(probe);
-            }
-        }
-        if (format == ImageFormat.QCOW2) {
-            throw BlockException.unsupported(image.toString(), -1, "qcow2 engine not yet wired");
-        }
-        if (snapshotOrNull != null) {
-            throw BlockException.unsupported(image.toString(), -1,
-                    "snapshot: %s (expected: none; raw images have no internal snapshots)", snapshotOrNull);
-        }
-        return RawImage.open(image, !readOnly);
-    };
+    /** The image engine's opener: raw and qcow2, format probed when not given. */
+    DeviceOpener DEFAULT = Images::open;
 }

@@ -1,6 +1,32 @@
 package dev.shear.nbd.server;
 
-import static dev.shear.nbd.protocol.NbdConstants.*;
+import static dev.shear.nbd.protocol.NbdConstants.optionName;
+import static dev.shear.nbd.protocol.NbdConstants.replyTypeName;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_CMD_DISC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_EXTENDED_REPLY_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_EXTENDED_REQUEST_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_C_NO_ZEROES;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_INFO_BLOCK_SIZE;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_INFO_EXPORT;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_NEW_VERSION;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_OPT_EXTENDED_HEADERS;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_OPT_GO;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_OPT_LIST_META_CONTEXT;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_OPT_SET_META_CONTEXT;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_OPT_STRUCTURED_REPLY;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REPLY_FLAG_DONE;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REPLY_TYPE_ERROR;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REPLY_TYPE_OFFSET_DATA;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REPLY_TYPE_OFFSET_HOLE;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REP_ACK;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REP_FLAG_ERROR;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REP_INFO;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REP_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_REQUEST_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_SIMPLE_REPLY_MAGIC;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_STRUCTURED_REPLY_MAGIC;
 
 import java.io.EOFException;
 import java.io.IOException;

@@ -1,6 +1,12 @@
 package dev.shear.nbd.server;
 
-import static dev.shear.nbd.protocol.NbdConstants.*;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_HAS_FLAGS;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_READ_ONLY;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_SEND_CACHE;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_SEND_DF;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_SEND_FLUSH;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_SEND_FUA;
+import static dev.shear.nbd.protocol.NbdConstants.NBD_FLAG_SEND_WRITE_ZEROES;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.shear.block.BlockErrorKind;
