@@ -234,7 +234,8 @@ final class InfoCommand implements Callable<Integer> {
             b.append("Snapshot list:\n");
             b.append(String.format("%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT"))
                     .append('\n');
-            DateTimeFormatter date = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss").withZone(ZoneId.systemDefault());
+            DateTimeFormatter date = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss")
+                    .withZone(ZoneId.systemDefault());
             for (Object o : (List<Object>) info.get("snapshots")) {
                 Map<String, Object> s = (Map<String, Object>) o;
                 long clockNs = (Long) s.get("vm-clock-sec") * 1_000_000_000L + (Long) s.get("vm-clock-nsec");
