@@ -10,6 +10,8 @@ import dev.shear.block.FileSpan;
 import dev.shear.block.ImageFile;
 import dev.shear.block.ReadSegment;
 import dev.shear.block.ReadSegmentSink;
+import dev.shear.qcow2.bitmap.BitmapDirectory;
+import dev.shear.qcow2.bitmap.BitmapDirectoryEntry;
 import dev.shear.qcow2.compress.ClusterCodec;
 import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
@@ -43,6 +45,7 @@ public final class Qcow2Image implements BlockDevice {
     private final Qcow2Header header;
     private final Qcow2Snapshot openedSnapshot;    // null for the active image
     private final List<Qcow2Snapshot> snapshots;
+    private final List<BitmapDirectoryEntry> bitmaps;
     private final long size;
     private final int clusterBits;
     private final int clusterSize;
@@ -54,13 +57,14 @@ public final class Qcow2Image implements BlockDevice {
     private final BlockCapabilities capabilities;
 
     private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
-                       List<Qcow2Snapshot> snapshots, long size, ClusterMapper mapper, MetadataCache cache,
-                       BlockDevice backing) {
+                       List<Qcow2Snapshot> snapshots, List<BitmapDirectoryEntry> bitmaps, long size,
+                       ClusterMapper mapper, MetadataCache cache, BlockDevice backing) {
         this.file = file;
         this.name = file.path().toString();
         this.header = header;
         this.openedSnapshot = openedSnapshot;
         this.snapshots = snapshots;
+        this.bitmaps = bitmaps;
         this.size = size;
         this.clusterBits = header.clusterBits();
         this.clusterSize = 1 << clusterBits;
@@ -115,12 +119,15 @@ public final class Qcow2Image implements BlockDevice {
             l1Offset = snapshot.l1TableOffset();
             l1Size = snapshot.l1Size();
         }
+        // As QEMU: a malformed bitmap directory (while autoclear bit 0 vouches for it) fails the open,
+        // even read-only ("Bitmap '...' doesn't satisfy the constraints").
+        List<BitmapDirectoryEntry> bitmaps = List.copyOf(BitmapDirectory.read(file, header, name));
         long[] l1 = readL1(file, name, l1Offset, l1Size);
         MetadataCache cache = new MetadataCache(name, options.cacheBytes());
         ClusterMapper mapper = new ClusterMapper(file, name, header, l1, l1Offset, cache);
         BlockDevice backing = header.backingFileName() == null ? null
                 : BackingChain.open(file, header, options, ctx);
-        return new Qcow2Image(file, header, snapshot, snapshots, size, mapper, cache, backing);
+        return new Qcow2Image(file, header, snapshot, snapshots, bitmaps, size, mapper, cache, backing);
     }
 
     /** Reads an L1 table whose size the header or snapshot table bounded (<= 4 Mi entries, 32 MiB). */
@@ -414,6 +421,16 @@ public final class Qcow2Image implements BlockDevice {
     /** The internal snapshots (the table as read at open). */
     public List<Qcow2Snapshot> snapshots() {
         return snapshots;
+    }
+
+    /**
+     * The persistent bitmaps' directory entries. Empty when the image has no bitmaps extension, and
+     * also when it has one but autoclear bit 0 is clear: then every bitmap is inconsistent and QEMU
+     * ignores them all; {@code header().bitmapsExtension() != null && !header().bitmapsConsistent()}
+     * tells that case apart. Entries flagged in_use are listed (inconsistent one by one).
+     */
+    public List<BitmapDirectoryEntry> bitmaps() {
+        return bitmaps;
     }
 
     /** The snapshot this view was opened at, or null for the active image. */
