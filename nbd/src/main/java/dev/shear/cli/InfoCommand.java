@@ -34,7 +34,8 @@ import picocli.CommandLine.Model.CommandSpec;
  * Java cannot read: it is taken from {@code stat(1)}, and omitted ("disk size: unavailable") when that
  * fails.
  */
-@Command(name = "info", description = "Show information about an image, as qemu-img info does.")
+@Command(name = "info", mixinStandardHelpOptions = true,
+        description = "Show information about an image, as qemu-img info does.")
 final class InfoCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;

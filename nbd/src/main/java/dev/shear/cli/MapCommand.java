@@ -32,7 +32,8 @@ import picocli.CommandLine.Model.CommandSpec;
  * metadata-preallocated, about the host ranges of data clusters; Java 17 cannot, so raw files are
  * reported as data throughout and host-file holes under allocated clusters are not reported as zero.
  */
-@Command(name = "map", description = "Show the allocation map of an image, as qemu-img map does.")
+@Command(name = "map", mixinStandardHelpOptions = true,
+        description = "Show the allocation map of an image, as qemu-img map does.")
 final class MapCommand implements Callable<Integer> {
     /** qemu-img map probes at most 1 GiB at a time; merging makes the chunking invisible. */
     private static final long PROBE_BYTES = 1L << 30;
