@@ -100,6 +100,8 @@ final class HeaderDecoder {
         b = padded(b, clusterSize);
         int version = b.getInt(VERSION);
 
+        // Version 2 has no fields past 72: QEMU reads it as a v3 header with these defaults, and so do
+        // we, so that every later check and accessor has one code path.
         long incompatible = 0;
         long compatible = 0;
         long autoclear = 0;
@@ -129,12 +131,14 @@ final class HeaderDecoder {
             throw BlockException.format(resource, 0, "file size: %d (expected: >= header_length %d)",
                     fileSize, headerLength);
         }
+        // The backing name must sit in cluster 0, since it also bounds the extension area below.
         long backingFileOffset = b.getLong(BACKING_FILE_OFFSET);
         if (Long.compareUnsigned(backingFileOffset, clusterSize) > 0) {
             throw BlockException.format(resource, BACKING_FILE_OFFSET,
                     "backing_file_offset: %s (expected: <= cluster size %d)",
                     Long.toUnsignedString(backingFileOffset), clusterSize);
         }
+        // compression_type is "absent" (zlib) when header_length stops before it (104-byte headers).
         int compressionType = headerLength > COMPRESSION_TYPE ? Byte.toUnsignedInt(b.get(COMPRESSION_TYPE)) : 0;
         checkCompression(compressionType, incompatible, resource);
         checkFeatures(b, clusterSize, headerLength, backingFileOffset, incompatible, autoclear, resource);
@@ -147,6 +151,7 @@ final class HeaderDecoder {
             throw BlockException.format(resource, REFCOUNT_ORDER, "refcount_order: %d (expected: 0..%d)",
                     refcountOrder, Qcow2Limits.MAX_REFCOUNT_ORDER);
         }
+        // Encryption changes how every data cluster is read; refusing is the only safe answer we have.
         int cryptMethod = b.getInt(CRYPT_METHOD);
         if (cryptMethod != 0) {
             String name = cryptMethod == 1 ? " (AES)" : cryptMethod == 2 ? " (LUKS)" : "";
@@ -155,6 +160,8 @@ final class HeaderDecoder {
                     Integer.toUnsignedLong(cryptMethod), name);
         }
         Tables t = checkTables(b, clusterBits, incompatible, resource);
+
+        // Extensions end where the backing name starts; without a name, at the end of cluster 0.
 
         List<HeaderExtension> extensions = readExtensions(b, (int) headerLength,
                 backingFileOffset != 0 ? backingFileOffset : clusterSize, autoclear, true, resource);
@@ -173,6 +180,7 @@ final class HeaderDecoder {
                         resource, "backing file name");
             }
         }
+        // Fields past the 112 bytes we know belong to a newer writer: keep them for the rewrite.
         byte[] unknownFields = new byte[0];
         if (headerLength > Qcow2Limits.V3_HEADER_LENGTH) {
             unknownFields = new byte[(int) headerLength - Qcow2Limits.V3_HEADER_LENGTH];
@@ -238,6 +246,7 @@ final class HeaderDecoder {
     private static Tables checkTables(ByteBuffer b, int clusterBits, long incompatible, String resource)
             throws BlockException {
         int clusterSize = 1 << clusterBits;
+        // Unsigned 32-bit fields go through toUnsignedLong so that 0xffffffff is a large count, not -1.
         long reftableClusters = Integer.toUnsignedLong(b.getInt(REFCOUNT_TABLE_CLUSTERS));
         if (reftableClusters == 0) {
             throw BlockException.format(resource, REFCOUNT_TABLE_CLUSTERS,
@@ -258,6 +267,7 @@ final class HeaderDecoder {
             throw BlockException.format(resource, NB_SNAPSHOTS, "nb_snapshots: %d (expected: <= %d)",
                     nbSnapshots, Qcow2Limits.MAX_SNAPSHOTS);
         }
+        // QEMU checks the snapshot table offset even with no snapshots; so do we, to refuse what it refuses.
         long snapshotsOffset = b.getLong(SNAPSHOTS_OFFSET);
         checkTable(snapshotsOffset, nbSnapshots * Qcow2Limits.SNAPSHOT_HEADER_BYTES, clusterSize,
                 SNAPSHOTS_OFFSET, "snapshots_offset", resource);
@@ -270,6 +280,7 @@ final class HeaderDecoder {
         long l1Offset = b.getLong(L1_TABLE_OFFSET);
         checkTable(l1Offset, l1Size * 8, clusterSize, L1_TABLE_OFFSET, "l1_table_offset", resource);
 
+        // The L1 table must map the whole virtual disk, or reads near the end would index past it.
         long size = b.getLong(SIZE);
         if (size < 0) {
             throw BlockException.format(resource, SIZE, "size: %s (expected: <= %d)",
@@ -343,7 +354,7 @@ final class HeaderDecoder {
                                 + "ending at 0x%x)", type, length, end - data, end);
             }
             if (type == HeaderExtension.END) {
-                break;
+                break; // a missing end marker is not an error: QEMU stops at the area's end too
             }
             byte[] payload = new byte[(int) length];
             b.get((int) data, payload);
@@ -356,6 +367,7 @@ final class HeaderDecoder {
                 }
             }
             out.add(new HeaderExtension(type, payload));
+            // Padding may step past the area's end; the loop condition then ends the walk, as in QEMU.
             offset = data + ((length + 7) & ~7L);
         }
         return out;

@@ -19,6 +19,11 @@ final class HeaderEncoder {
     private HeaderEncoder() {
     }
 
+    /**
+     * On entry the header is self-consistent ({@link #checkEncodable}); on exit the buffer holds
+     * {@code bufferSize} bytes, position 0, every byte past the backing name zero (§4.1: nothing may
+     * follow it in cluster 0).
+     */
     static ByteBuffer encode(Qcow2Header h, int bufferSize) {
         checkEncodable(h, bufferSize);
         ByteBuffer b = ByteBuffer.allocate(bufferSize);
@@ -28,9 +33,11 @@ final class HeaderEncoder {
                     .putInt(h.clusterBits()).putLong(h.size()).putInt(h.cryptMethod()).putInt(h.l1Size())
                     .putLong(h.l1TableOffset()).putLong(h.refcountTableOffset())
                     .putInt(h.refcountTableClusters()).putInt(h.nbSnapshots()).putLong(h.snapshotsOffset());
+            // v2 headers stop at 72 bytes; their extensions start right there.
             if (h.version() == 3) {
                 b.putLong(h.incompatibleFeatures()).putLong(h.compatibleFeatures())
                         .putLong(h.autoclearFeatures()).putInt(h.refcountOrder()).putInt(h.headerLength());
+                // A 104-byte header has no compression_type byte: extensions start at 104.
                 if (h.headerLength() > Qcow2Limits.V3_MIN_HEADER_LENGTH) {
                     b.put((byte) h.compressionType()).put(new byte[7]);
                     b.put(h.unknownHeaderFields());
@@ -42,6 +49,8 @@ final class HeaderEncoder {
                     putExtension(b, e);
                 }
             }
+            // Unknown extensions keep the record's order (QEMU reverses them on every rewrite; the
+            // order carries no meaning, and a stable one keeps round trips byte-exact).
             for (HeaderExtension e : h.unknownExtensions()) {
                 putExtension(b, e);
             }
@@ -65,6 +74,7 @@ final class HeaderEncoder {
         b.position(b.position() + (-data.length & 7)); // zero padding to 8; the buffer is zeroed
     }
 
+    /** Refuses records that cannot be laid out so that decode gives them back. */
     private static void checkEncodable(Qcow2Header h, int bufferSize) {
         if (bufferSize < Qcow2Limits.V2_HEADER_LENGTH || bufferSize > h.clusterSize()) {
             throw new IllegalArgumentException("buffer size: " + bufferSize + " (expected: 72.." + h.clusterSize()

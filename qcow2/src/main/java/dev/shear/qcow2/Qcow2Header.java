@@ -164,8 +164,8 @@ public record Qcow2Header(int version, long backingFileOffset, int backingFileSi
      */
     public BitmapsExtension bitmapsExtension() {
         HeaderExtension e = extension(HeaderExtension.BITMAPS);
-        if (e == null) {
-            return null;
+        if (e == null || e.length() != BitmapsExtension.LENGTH) {
+            return null; // decode refuses other lengths; only a hand-built record gets here
         }
         ByteBuffer b = ByteBuffer.wrap(e.data());
         return new BitmapsExtension(b.getInt(0), b.getLong(8), b.getLong(16));

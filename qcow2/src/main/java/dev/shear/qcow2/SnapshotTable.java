@@ -41,6 +41,7 @@ final class SnapshotTable {
         long start = header.snapshotsOffset();
         long offset = start;
         for (int i = 0; i < header.nbSnapshots(); i++) {
+            // Entries are padded to 8; QEMU rounds up before each one rather than trusting the padding.
             offset = (offset + 7) & ~7L;
             ByteBuffer h = ByteBuffer.allocate(Qcow2Limits.SNAPSHOT_HEADER_BYTES);
             checkTableSize(offset + h.capacity() - start, i, offset, resource);
@@ -58,6 +59,7 @@ final class SnapshotTable {
                         "snapshot %d: extra_data_size: %d (expected: >= %d in a version 3 image)", i, extraSize,
                         V3_MIN_EXTRA);
             }
+            // Bounded: <= 1024 + 2 * 65535 bytes, and the running table size is checked before reading.
             int varSize = (int) extraSize + idSize + nameSize;
             long end = offset + Qcow2Limits.SNAPSHOT_HEADER_BYTES + varSize;
             checkTableSize(end - start, i, offset, resource);
@@ -94,6 +96,7 @@ final class SnapshotTable {
         }
         HeaderDecoder.checkTable(l1Offset, l1Size * 8, 1 << clusterBits, offset,
                 "snapshot " + index + ": l1_table_offset", resource);
+        // Known extra fields exist only as far as extra_data_size reaches; the rest read as absent (-1).
         long diskSize = -1;
         long icount = -1;
         if (extraSize >= 8) {

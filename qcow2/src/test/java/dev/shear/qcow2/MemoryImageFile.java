@@ -42,9 +42,12 @@ public final class MemoryImageFile implements ImageFile {
 
     @Override
     public void read(long position, ByteBuffer dst) {
+        if (position < data.length) {
+            int n = (int) Math.min(dst.remaining(), data.length - position);
+            dst.put(data, (int) position, n);
+        }
         while (dst.hasRemaining()) {
-            dst.put(position < data.length ? data[(int) position] : 0);
-            position++;
+            dst.put((byte) 0);
         }
     }
 

@@ -75,6 +75,8 @@ public final class BitmapDirectory {
         int nb = ext.nbBitmaps();
         List<BitmapDirectoryEntry> out = new ArrayList<>(Math.min(nb, 1024));
         Set<String> names = new HashSet<>();
+        // Walk entry by entry: each must fit whole before its variable part is allocated (the sizes
+        // come from disk), and the last must end exactly at directory_size ("Broken bitmap directory").
         int pos = 0;
         while (pos < size) {
             int index = out.size();
@@ -94,6 +96,7 @@ public final class BitmapDirectory {
             int granularityBits = Byte.toUnsignedInt(d.get(pos + BitmapDirectoryEntry.GRANULARITY_BITS));
             int nameSize = Short.toUnsignedInt(d.getShort(pos + BitmapDirectoryEntry.NAME_SIZE));
             long extraSize = Integer.toUnsignedLong(d.getInt(pos + BitmapDirectoryEntry.EXTRA_DATA_SIZE));
+            // In long: extra_data_size is unsigned 32-bit and could overflow an int sum.
             long entrySize = (BitmapLimits.ENTRY_HEADER_BYTES + extraSize + nameSize + 7) & ~7L;
             if (entrySize > size - pos) {
                 throw BlockException.format(resource, base + pos + BitmapDirectoryEntry.EXTRA_DATA_SIZE,
@@ -107,6 +110,7 @@ public final class BitmapDirectory {
             BitmapDirectoryEntry e = new BitmapDirectoryEntry(tableOffset, tableSize, flags, type, granularityBits,
                     name, extra);
             e.validate(imageSize, clusterBits, resource, base + pos);
+            // QEMU fails later, when it registers the second bitmap; we fail at the directory.
             if (!names.add(name)) {
                 throw BlockException.format(resource, base + pos,
                         "bitmap %d: name '%s' (expected: unique; an earlier bitmap has it)", index, name);
@@ -132,7 +136,10 @@ public final class BitmapDirectory {
         }
     }
 
-    /** Encodes entries as a directory for a writer: no gaps, each entry zero-padded to 8. */
+    /**
+     * Encodes entries as a directory for a writer: no gaps, each entry zero-padded to 8. The writer
+     * stores it in new clusters and then points the header at it (dirty-bitmaps.md §4.3).
+     */
     public static ByteBuffer encode(List<BitmapDirectoryEntry> entries) {
         long total = 0;
         for (BitmapDirectoryEntry e : entries) {
