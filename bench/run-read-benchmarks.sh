@@ -30,8 +30,11 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$root" && mvn ${MVN_FLAGS--o} -q -pl bench -am package -DskipTests)
 fi
 
+# The machine is shared: the load average before and after says how far to trust the error bars.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 "${JAVA:-java}" -jar "$jar" 'dev\.shear\.bench\.(Qcow2Read|CompressedRead|BlockStatus)Benchmark\.' \
     -t 1 -rf json -rff "$out" "$@"
+echo "load average: before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 
 python3 - "$out" <<'EOF'
 import json, sys
