@@ -35,7 +35,8 @@ class DirtyTrackerTest {
         try (DirtyTracker t = new DirtyTracker(RawImage.open(img, true), List.of(on, coarse, off))) {
             t.write(4096, ByteBuffer.allocate(512), 0);
             t.writeZeroes(3 << 20, 65536, 0);
-            t.discard(5 << 20, 70000, 0);
+            // RawImage cannot discard: the call fails, yet marks (marking precedes delegation: over-report).
+            assertThrows(BlockException.class, () -> t.discard(5 << 20, 70000, 0));
             assertThrows(BlockException.class, () -> t.write(SIZE - 1, ByteBuffer.allocate(2), 0));
         }
         assertEquals(List.of("0+65536:d", "65536+3080192:c", "3145728+65536:d", "3211264+2031616:c",
