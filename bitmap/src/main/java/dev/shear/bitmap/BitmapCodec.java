@@ -47,8 +47,22 @@ public final class BitmapCodec {
         long write(int tableIndex, ByteBuffer cluster) throws IOException;
     }
 
-    /** A non-zero slice of the serialized bitmap, one full cluster (tail zero-filled). */
+    /** A non-zero slice of the serialized bitmap, one full cluster (tail zero-filled); equal by content. */
     public record DataCluster(int tableIndex, byte[] bytes) {
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof DataCluster c && c.tableIndex == tableIndex && Arrays.equals(c.bytes, bytes);
+        }
+
+        @Override
+        public int hashCode() {
+            return 31 * tableIndex + Arrays.hashCode(bytes);
+        }
+
+        @Override
+        public String toString() {
+            return "DataCluster[tableIndex=" + tableIndex + ", bytes=" + bytes.length + "]";
+        }
     }
 
     /** A bitmap encoded without a file: table size and the non-zero slices, in table order. */
