@@ -98,14 +98,19 @@ public final class BitmapCodec {
         }
         int clusterSize = 1 << clusterBits;
         long totalBytes = dataBytes(chunkCount);
+        // Slice i of the data holds chunks [i * chunksPerCluster, (i + 1) * chunksPerCluster).
         long chunksPerCluster = (long) clusterSize << 3;
         RunJoiner runs = new RunJoiner(chunkCount);
+        // One cluster buffer for the whole load: memory is O(cluster), not O(bitmap data).
         ByteBuffer buf = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
         for (int i = 0; i < table.length; i++) {
             long firstChunk = i * chunksPerCluster;
+            // Only the last slice is partial; bytes past the data end are never read (QEMU reads them
+            // whole, but they must be zero and an image truncated right after them is still valid).
             long sliceBytes = Math.min(clusterSize, totalBytes - (long) i * clusterSize);
             long host = BitmapTable.dataOffset(table[i]);
             if (host == 0) {
+                // Unallocated slice: zeros unless flagged all ones (only the chunks that exist).
                 if (BitmapTable.isAllOnes(table[i])) {
                     runs.add(firstChunk, firstChunk + sliceBytes * 8);
                 }
@@ -120,12 +125,16 @@ public final class BitmapCodec {
             decodeSlice(buf.flip(), firstChunk, runs);
         }
         RoaringBitmap chunks = runs.finish();
+        // Dirty areas are mostly long runs (sequential writes, coarse merges): run containers make
+        // them small and make nextValue/nextAbsentValue hops cheap.
         chunks.runOptimize();
         return DirtyBitmap.wrap(name, sizeBytes, granularityBits, enabled, persistent, chunks);
     }
 
     /** Adds the set bits of {@code data} (position to limit; LSB-first, little-endian words) to runs. */
     static void decodeSlice(ByteBuffer data, long firstChunk, RunJoiner runs) {
+        // hbitmap serializes unsigned longs as little-endian: reading LE words keeps bit n of the
+        // stream at bit (n % 64) of word n / 64, so ntz gives chunk numbers directly.
         ByteBuffer d = data.slice().order(ByteOrder.LITTLE_ENDIAN);
         int n = d.remaining();
         int words = n >>> 3;
@@ -135,6 +144,7 @@ public final class BitmapCodec {
                 addWord(word, firstChunk + ((long) w << 6), runs);
             }
         }
+        // A slice whose length is not a multiple of 8 (small disks): assemble the last word bytewise.
         long tail = 0;
         for (int b = words << 3; b < n; b++) {
             tail |= (d.get(b) & 0xffL) << ((b & 7) << 3);
@@ -172,6 +182,7 @@ public final class BitmapCodec {
         }
 
         void add(long s, long e) {
+            // Ranges arrive in increasing order; a range starting where the last ended extends it.
             if (s == end) {
                 end = e;
                 return;
@@ -220,6 +231,8 @@ public final class BitmapCodec {
         long chunksPerCluster = (long) clusterSize << 3;
         long[] words = new long[clusterSize >>> 3];
         ByteBuffer out = ByteBuffer.allocate(clusterSize).order(ByteOrder.LITTLE_ENDIAN);
+        // The slice being filled in words[], or -1. Slices are visited in increasing order because runs
+        // are; a slice with no dirty chunk is never visited and stays entry 0 (QEMU's layout).
         int slice = -1;
         long pos = chunks.isEmpty() ? chunkCount : nextPresent(chunks, 0);
         while (pos < chunkCount) {
@@ -263,6 +276,7 @@ public final class BitmapCodec {
         return new Encoded(table.length, List.copyOf(clusters));
     }
 
+    /** Serializes words[] as little-endian, hands the cluster to the writer, and zeroes words[] for reuse. */
     private static long emit(ClusterWriter writer, int slice, long[] words, ByteBuffer out, boolean checkOffset)
             throws IOException {
         out.clear();

@@ -177,7 +177,11 @@ public final class DirtyBitmap {
         long first = offset >>> granularityBits;
         long end = ((offset + length - 1) >>> granularityBits) + 1;
         synchronized (lock) {
-            chunks.add(first, end);
+            if (end - first == 1) {
+                chunks.add((int) first);   // the common 4 KiB write: Roaring's point add skips range setup
+            } else {
+                chunks.add(first, end);
+            }
         }
     }
 
@@ -318,9 +322,10 @@ public final class DirtyBitmap {
         while (pos < end) {
             int n = 0;
             synchronized (lock) {
+                // Only the batch's first run needs a lookup of its state: runs alternate after it.
+                boolean dirty = chunks.contains((int) (pos >>> granularityBits));
                 while (pos < end && n < RUN_BATCH) {
                     long chunk = pos >>> granularityBits;
-                    boolean dirty = chunks.contains((int) chunk);
                     long runEndChunk = dirty ? nextAbsent(chunk) : nextPresent(chunk);
                     // runEndChunk <= 2^32 and granularityBits <= 31: the shift cannot overflow.
                     long runEnd = Math.min(end, runEndChunk << granularityBits);
@@ -329,6 +334,7 @@ public final class DirtyBitmap {
                     dirt[n] = dirty;
                     n++;
                     pos = runEnd;
+                    dirty = !dirty;
                 }
             }
             for (int i = 0; i < n; i++) {

@@ -55,6 +55,7 @@ public final class DirtyTracker implements BlockDevice {
         return List.copyOf(bitmaps);
     }
 
+    /** Marks every enabled bitmap; disabled ones are skipped, as QEMU's bdrv_set_dirty does. */
     private void markAll(long offset, long length) {
         for (DirtyBitmap b : bitmaps) {
             if (b.isEnabled()) {
@@ -83,6 +84,8 @@ public final class DirtyTracker implements BlockDevice {
         markAll(offset, length);
         delegate.discard(offset, length, flags);
     }
+
+    // Everything below neither changes guest data nor needs a mark: plain delegation.
 
     @Override
     public String name() {
