@@ -110,7 +110,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = {"-B", "--bitmap"}, paramLabel = "NAME", description = "Export a dirty bitmap (repeatable).")
     List<String> bitmaps = new ArrayList<>();
 
-    @Option(names = {"-e", "--shared"}, paramLabel = "N", description = "Clients at once.")
+    @Option(names = {"-e", "--shared"}, paramLabel = "N", description = "Clients at once (0: no limit, as qemu-nbd).")
     Integer shared;
 
     @Option(names = {"-l", "--load-snapshot"}, paramLabel = "SNAPSHOT",
@@ -298,8 +298,8 @@ public final class ServeCommand implements Callable<Integer> {
         if (port != null && (port < 0 || port > 65535)) {
             throw usage("port: " + port + " (expected: 0..65535)");
         }
-        if (shared != null && shared < 1) {
-            throw usage("shared: " + shared + " (expected: >= 1)");
+        if (shared != null && shared < 0) {
+            throw usage("shared: " + shared + " (expected: >= 0; 0 for no limit)");
         }
         if (image == null && extraExports.isEmpty()) {
             throw usage("IMAGE: missing (expected: an image or --export NAME=IMAGE)");
@@ -325,7 +325,7 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     private void openExports(List<Export> exports) throws IOException {
-        int clients = shared != null ? shared : qemuNbdMode ? 1 : 16;
+        int clients = clientLimit();
         if (image != null) {
             Path path;
             ImageFormat fmt = format == null ? null : parseFormat(format);
@@ -348,6 +348,15 @@ public final class ServeCommand implements Callable<Integer> {
                 if (path == null) {
                     throw usage("--image-opts: file.filename missing");
                 }
+            } else if (image.startsWith("json:")) {
+                ImageSpec js;
+                try {
+                    js = ImageSpec.parseJson(image);
+                } catch (IllegalArgumentException e) {
+                    throw usage(e.getMessage());
+                }
+                path = js.path();
+                fmt = js.format() != null ? parseFormat(js.format()) : fmt;
             } else {
                 path = Path.of(image);
             }
@@ -439,8 +448,19 @@ public final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * Clients at once: -e N, where qemu-nbd (since 5.2) reads 0 as "no limit" (virt-v2v, server-matrix.sh
+     * pass "-e 0"); default 1 in qemu-nbd mode, 16 for serve.
+     */
+    int clientLimit() {
+        if (shared == null) {
+            return qemuNbdMode ? 1 : 16;
+        }
+        return shared == 0 ? Integer.MAX_VALUE : shared;
+    }
+
     private NbdServerConfig listenConfig() {
-        int clients = shared != null ? shared : qemuNbdMode ? 1 : 16;
+        int clients = clientLimit();
         NbdServerConfig c = socket != null ? NbdServerConfig.unix(socket.toAbsolutePath())
                 : NbdServerConfig.tcp(new InetSocketAddress(bind, port != null ? port : DEFAULT_PORT));
         return c.withMaxConnections(clients);
