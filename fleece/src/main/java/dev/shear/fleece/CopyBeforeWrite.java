@@ -135,31 +135,40 @@ public final class CopyBeforeWrite implements BlockDevice {
      * <p>On exit the view reads the device as it was at that instant. The view owns {@code scratch}:
      * closing the view ends the snapshot and closes (deletes) the scratch target. One snapshot at a time.
      *
-     * @throws BlockException INVALID_ARGUMENT when a snapshot is already active, SHUTDOWN when closed
+     * @throws BlockException INVALID_ARGUMENT when a snapshot is already active, SHUTDOWN when closed;
+     *         {@code scratch} is closed whenever no snapshot was started
      */
     public SnapshotView startSnapshot(SnapshotOptions options, ScratchTarget scratch, Runnable atSnapshotPoint)
             throws IOException {
         Objects.requireNonNull(options, "options");
         Objects.requireNonNull(scratch, "scratch");
         int clusterSize = copyGranularity(live, options.limits());
-        // Built before the barrier: expanding an incremental selection walks the whole bitmap.
-        SnapshotState s = new SnapshotState(live, scratch, options, clusterSize, lockStripes);
-        gate.writeLock().lock();
+        boolean started = false;
         try {
-            if (closed) {
-                throw new BlockException(BlockErrorKind.SHUTDOWN, name(), -1, "snapshot: device closed");
+            // Built before the barrier: expanding an incremental selection walks the whole bitmap.
+            SnapshotState s = new SnapshotState(live, scratch, options, clusterSize, lockStripes);
+            gate.writeLock().lock();
+            try {
+                if (closed) {
+                    throw new BlockException(BlockErrorKind.SHUTDOWN, name(), -1, "snapshot: device closed");
+                }
+                if (active != null) {
+                    throw BlockException.invalid(name(), -1, "snapshot: one is already active (expected: none)");
+                }
+                if (atSnapshotPoint != null) {
+                    atSnapshotPoint.run();
+                }
+                active = s;
+                started = true;
+            } finally {
+                gate.writeLock().unlock();
             }
-            if (active != null) {
-                throw BlockException.invalid(name(), -1, "snapshot: one is already active (expected: none)");
-            }
-            if (atSnapshotPoint != null) {
-                atSnapshotPoint.run();
-            }
-            active = s;
+            return new SnapshotView(this, s);
         } finally {
-            gate.writeLock().unlock();
+            if (!started) {
+                scratch.close();   // the view would have owned it
+            }
         }
-        return new SnapshotView(this, s);
     }
 
     /** Ends {@code s}: copy-before-write stops, the view answers SHUTDOWN, the scratch is closed. */

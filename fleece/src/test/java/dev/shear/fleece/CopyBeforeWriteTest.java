@@ -248,8 +248,10 @@ class CopyBeforeWriteTest {
         MemoryScratch scratch = new MemoryScratch(Long.MAX_VALUE);
         SnapshotView view = cbw.startSnapshot(SnapshotOptions.full(), scratch, calls::incrementAndGet);
         assertEquals(1, calls.get());
-        BlockException e = assertThrows(BlockException.class, () -> cbw.startSnapshot(new MemoryScratch(1)));
+        MemoryScratch refused = new MemoryScratch(1);
+        BlockException e = assertThrows(BlockException.class, () -> cbw.startSnapshot(refused));
         assertEquals(BlockErrorKind.INVALID_ARGUMENT, e.kind());
+        assertTrue(refused.isClosed(), "a scratch handed to a refused start is closed");
         view.close();
         assertTrue(scratch.isClosed(), "the view owns its scratch");
         assertEquals(BlockErrorKind.SHUTDOWN, assertThrows(BlockException.class, () -> read(view, 0, 1)).kind());
