@@ -1,9 +1,13 @@
 package dev.shear.cli;
 
+import dev.shear.bitmap.DirtyBitmap;
+import dev.shear.bitmap.PersistentBitmaps;
 import dev.shear.block.BlockDevice;
+import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
 import dev.shear.block.ImageFormat;
 import dev.shear.block.ImageProbe;
+import dev.shear.nbd.server.BitmapExports;
 import dev.shear.nbd.server.DeviceOpener;
 import dev.shear.nbd.server.DirtyBitmapSource;
 import dev.shear.nbd.server.Export;
@@ -12,6 +16,7 @@ import dev.shear.nbd.server.NbdServer;
 import dev.shear.nbd.server.NbdServerConfig;
 import dev.shear.nbd.server.NbdTls;
 import dev.shear.nbd.server.ServerLog;
+import dev.shear.qcow2.Qcow2Image;
 import io.netty.handler.ssl.SslContext;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -24,6 +29,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -104,7 +110,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = {"-B", "--bitmap"}, paramLabel = "NAME", description = "Export a dirty bitmap (repeatable).")
     List<String> bitmaps = new ArrayList<>();
 
-    @Option(names = {"-e", "--shared"}, paramLabel = "N", description = "Clients at once.")
+    @Option(names = {"-e", "--shared"}, paramLabel = "N", description = "Clients at once (0: no limit, as qemu-nbd).")
     Integer shared;
 
     @Option(names = {"-l", "--load-snapshot"}, paramLabel = "SNAPSHOT",
@@ -292,11 +298,8 @@ public final class ServeCommand implements Callable<Integer> {
         if (port != null && (port < 0 || port > 65535)) {
             throw usage("port: " + port + " (expected: 0..65535)");
         }
-        if (shared != null && shared < 1) {
-            throw usage("shared: " + shared + " (expected: >= 1)");
-        }
-        if (!bitmaps.isEmpty()) {
-            throw usage("option -B/--bitmap " + bitmaps.get(0) + ": dirty bitmaps are not yet supported by shear");
+        if (shared != null && shared < 0) {
+            throw usage("shared: " + shared + " (expected: >= 0; 0 for no limit)");
         }
         if (image == null && extraExports.isEmpty()) {
             throw usage("IMAGE: missing (expected: an image or --export NAME=IMAGE)");
@@ -322,7 +325,7 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     private void openExports(List<Export> exports) throws IOException {
-        int clients = shared != null ? shared : qemuNbdMode ? 1 : 16;
+        int clients = clientLimit();
         if (image != null) {
             Path path;
             ImageFormat fmt = format == null ? null : parseFormat(format);
@@ -345,10 +348,20 @@ public final class ServeCommand implements Callable<Integer> {
                 if (path == null) {
                     throw usage("--image-opts: file.filename missing");
                 }
+            } else if (image.startsWith("json:")) {
+                ImageSpec js;
+                try {
+                    js = ImageSpec.parseJson(image);
+                } catch (IllegalArgumentException e) {
+                    throw usage(e.getMessage());
+                }
+                path = js.path();
+                fmt = js.format() != null ? parseFormat(js.format()) : fmt;
             } else {
                 path = Path.of(image);
             }
-            exports.add(open(exportName, path, fmt, readOnly || snapshot != null, snapshot, description, clients));
+            exports.add(open(exportName, path, fmt, readOnly || snapshot != null, snapshot, description, clients,
+                    bitmaps));
         }
         for (String spec : extraExports) {
             int eq = spec.indexOf('=');
@@ -358,22 +371,23 @@ public final class ServeCommand implements Callable<Integer> {
             String name = spec.substring(0, eq);
             String[] parts = spec.substring(eq + 1).split(",");
             boolean ro = readOnly;
+            List<String> exportBitmaps = new ArrayList<>();
             for (int i = 1; i < parts.length; i++) {
                 if (parts[i].equals("ro")) {
                     ro = true;
-                } else if (parts[i].startsWith("bitmap=")) {
-                    throw usage("--export " + name + " " + parts[i] + ": dirty bitmaps are not yet supported by shear");
+                } else if (parts[i].startsWith("bitmap=") && parts[i].length() > "bitmap=".length()) {
+                    exportBitmaps.add(parts[i].substring("bitmap=".length()));
                 } else {
                     throw usage("--export " + name + " option " + parts[i] + " (expected: ro or bitmap=NAME)");
                 }
             }
             exports.add(open(name, Path.of(parts[0]), format == null ? null : parseFormat(format), ro, null, null,
-                    clients));
+                    clients, exportBitmaps));
         }
     }
 
-    private Export open(String name, Path path, ImageFormat fmt, boolean ro, String snap, String desc, int clients)
-            throws IOException {
+    private Export open(String name, Path path, ImageFormat fmt, boolean ro, String snap, String desc, int clients,
+            List<String> bitmapNames) throws IOException {
         if (!Files.isRegularFile(path) && !Files.exists(path)) {
             throw new IOException("image: " + path + " (expected: an existing file)");
         }
@@ -386,9 +400,44 @@ public final class ServeCommand implements Callable<Integer> {
         // qcow2 exports are read-only until the qcow2 write engine lands.
         boolean readOnlyOpen = ro || actual == ImageFormat.QCOW2;
         BlockDevice device = opener.open(path, actual, readOnlyOpen, snap);
+        DirtyBitmapSource exported;
+        try {
+            exported = exportedBitmaps(device, bitmapNames);
+        } catch (IOException | RuntimeException e) {
+            device.close();
+            throw e;
+        }
         ServerLog.info("export", "name", name, "image", path, "format", actual.qemuName(), "size", device.size(),
-                "read-only", readOnlyOpen);
-        return new Export(name, desc, device, readOnlyOpen, allocationDepth, DirtyBitmapSource.NONE, clients > 1);
+                "read-only", readOnlyOpen, "bitmaps", String.join(",", exported.bitmapNames()));
+        return new Export(name, desc, device, readOnlyOpen, allocationDepth, exported, clients > 1);
+    }
+
+    /**
+     * The persistent bitmaps named by -B / bitmap=, in the order given (duplicates once). A missing,
+     * inconsistent (in_use) or unsupported bitmap refuses the export with one line naming it, as
+     * qemu-nbd refuses ("Bitmap 'b' is inconsistent and cannot be used", "Bitmap 'b' is not found").
+     */
+    private static DirtyBitmapSource exportedBitmaps(BlockDevice device, List<String> names) throws IOException {
+        if (names.isEmpty()) {
+            return DirtyBitmapSource.NONE;
+        }
+        if (!(device instanceof Qcow2Image image)) {
+            throw BlockException.invalid(device.name(), -1, "bitmap '%s': not found (expected: a qcow2 image; "
+                    + "raw images have no bitmaps)", names.get(0));
+        }
+        if (image.openedSnapshot() != null) {
+            throw BlockException.invalid(device.name(), -1, "bitmap '%s': not exported with -l (expected: "
+                    + "bitmaps of the active image only)", names.get(0));
+        }
+        PersistentBitmaps loaded = PersistentBitmaps.load(image);
+        if (loaded.warning() != null) {
+            ServerLog.warn("bitmaps-inconsistent", "image", device.name(), "message", loaded.warning());
+        }
+        List<DirtyBitmap> out = new ArrayList<>();
+        for (String n : new LinkedHashSet<>(names)) {
+            out.add(loaded.require(n));
+        }
+        return BitmapExports.of(out);
     }
 
     private ImageFormat parseFormat(String f) {
@@ -399,8 +448,19 @@ public final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * Clients at once: -e N, where qemu-nbd (since 5.2) reads 0 as "no limit" (virt-v2v, server-matrix.sh
+     * pass "-e 0"); default 1 in qemu-nbd mode, 16 for serve.
+     */
+    int clientLimit() {
+        if (shared == null) {
+            return qemuNbdMode ? 1 : 16;
+        }
+        return shared == 0 ? Integer.MAX_VALUE : shared;
+    }
+
     private NbdServerConfig listenConfig() {
-        int clients = shared != null ? shared : qemuNbdMode ? 1 : 16;
+        int clients = clientLimit();
         NbdServerConfig c = socket != null ? NbdServerConfig.unix(socket.toAbsolutePath())
                 : NbdServerConfig.tcp(new InetSocketAddress(bind, port != null ? port : DEFAULT_PORT));
         return c.withMaxConnections(clients);

@@ -17,11 +17,14 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "shear", mixinStandardHelpOptions = true, versionProvider = ShearMain.Version.class,
         description = "A standalone NBD backup server with its own qcow2 engine.",
-        subcommands = {CommandLine.HelpCommand.class, CheckCommand.class, CreateCommand.class})
+        subcommands = {CommandLine.HelpCommand.class, InfoCommand.class, MapCommand.class, CheckCommand.class,
+            CreateCommand.class})
 public final class ShearMain {
     public static final int EXIT_OK = 0;
     public static final int EXIT_ERROR = 1;
     public static final int EXIT_USAGE = 2;
+    /** The qemu-nbd whose options and protocol choices {@code shear qemu-nbd} follows (nbd-protocol.md). */
+    static final String QEMU_NBD_COMPAT_VERSION = "7.2.0";
 
     public static void main(String[] args) {
         System.exit(run(args));
@@ -54,6 +57,10 @@ public final class ShearMain {
         cl.addSubcommand("serve", new ServeCommand(false));
         CommandLine qemuNbd = new CommandLine(new ServeCommand(true));
         qemuNbd.getCommandSpec().name("qemu-nbd");
+        // Callers parse "qemu-nbd X.Y.Z ..." (ovirt-imageio adds --allocation-depth only for >= 5.2.0).
+        qemuNbd.getCommandSpec().versionProvider(() -> new String[] {
+            "qemu-nbd " + QEMU_NBD_COMPAT_VERSION + " (" + new Version().getVersion()[0] + ")"});
+        cl.getSubcommands().get("serve").getCommandSpec().versionProvider(new Version());
         cl.addSubcommand("qemu-nbd", qemuNbd);
         cl.setExecutionExceptionHandler(ShearMain::handleError);
         cl.setParameterExceptionHandler(ShearMain::handleUsage);

@@ -31,7 +31,9 @@ public final class RawImage implements BlockDevice {
         this.name = file.path().toString();
         this.size = size;
         this.capabilities = file.isWritable()
-                ? new BlockCapabilities(true, true, true, false, true, false, true,
+                // canFastZero: a FAST_ZERO request is honoured by failing fast (NOT_SUPPORTED), as the
+                // NBD spec allows; qemu-nbd advertises it for raw files too.
+                ? new BlockCapabilities(true, true, true, false, true, true, true,
                         1, 4096, BlockCapabilities.DEFAULT_MAXIMUM_BLOCK_SIZE)
                 : BlockCapabilities.readOnly(4096);
     }

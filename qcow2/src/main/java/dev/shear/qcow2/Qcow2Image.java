@@ -10,6 +10,8 @@ import dev.shear.block.FileSpan;
 import dev.shear.block.ImageFile;
 import dev.shear.block.ReadSegment;
 import dev.shear.block.ReadSegmentSink;
+import dev.shear.qcow2.bitmap.BitmapDirectory;
+import dev.shear.qcow2.bitmap.BitmapDirectoryEntry;
 import dev.shear.qcow2.compress.ClusterCodec;
 import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
@@ -63,6 +65,7 @@ public final class Qcow2Image implements BlockDevice {
     private final Qcow2Header header;
     private final Qcow2Snapshot openedSnapshot;    // null for the active image
     private final List<Qcow2Snapshot> snapshots;
+    private final List<BitmapDirectoryEntry> bitmaps;
     private final long size;
     private final int clusterBits;
     private final int clusterSize;
@@ -79,14 +82,15 @@ public final class Qcow2Image implements BlockDevice {
     private final String readOnlyReason;            // why a read-write open became read-only, or null
 
     private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
-                       List<Qcow2Snapshot> snapshots, long size, ClusterMapper mapper, MetadataCache cache,
-                       BlockDevice backing, ReentrantReadWriteLock metadataLock, MetadataWriter metadata,
-                       String readOnlyReason) {
+                       List<Qcow2Snapshot> snapshots, List<BitmapDirectoryEntry> bitmaps, long size,
+                       ClusterMapper mapper, MetadataCache cache, BlockDevice backing,
+                       ReentrantReadWriteLock metadataLock, MetadataWriter metadata, String readOnlyReason) {
         this.file = file;
         this.name = file.path().toString();
         this.header = header;
         this.openedSnapshot = openedSnapshot;
         this.snapshots = snapshots;
+        this.bitmaps = bitmaps;
         this.size = size;
         this.clusterBits = header.clusterBits();
         this.clusterSize = 1 << clusterBits;
@@ -128,14 +132,13 @@ public final class Qcow2Image implements BlockDevice {
                 throw BlockException.invalid(name, -1, "snapshot: %s (expected: snapshots open read-only)",
                         options.snapshot());
             }
-            if (!file.isWritable()) {
-                throw BlockException.readOnly(name, "read-write open of a read-only file");
-            }
             if (header.isCorrupt()) {
                 readOnlyReason = "incompatible_features: corrupt bit set (expected: clear for a read-write open; "
                         + "repair with qemu-img check -r all); opened read-only";
                 LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, readOnlyReason);
                 writable = false;
+            } else if (!file.isWritable()) {
+                throw BlockException.readOnly(name, "read-write open of a read-only file");
             }
         }
         boolean lazy = false;
@@ -164,6 +167,9 @@ public final class Qcow2Image implements BlockDevice {
             l1Offset = snapshot.l1TableOffset();
             l1Size = snapshot.l1Size();
         }
+        // As QEMU: a malformed bitmap directory (while autoclear bit 0 vouches for it) fails the open,
+        // even read-only ("Bitmap '...' doesn't satisfy the constraints").
+        List<BitmapDirectoryEntry> bitmaps = List.copyOf(BitmapDirectory.read(file, header, name));
         long[] l1 = readL1(file, name, l1Offset, l1Size);
         MetadataCache cache = new MetadataCache(name, options.cacheBytes());
         ClusterMapper mapper = new ClusterMapper(file, name, header, l1, l1Offset, cache);
@@ -194,8 +200,8 @@ public final class Qcow2Image implements BlockDevice {
         }
         BlockDevice backing = header.backingFileName() == null ? null
                 : BackingChain.open(file, header, options, ctx);
-        return new Qcow2Image(file, header, snapshot, snapshots, size, mapper, cache, backing, lock, metadata,
-                readOnlyReason);
+        return new Qcow2Image(file, header, snapshot, snapshots, bitmaps, size, mapper, cache, backing, lock,
+                metadata, readOnlyReason);
     }
 
     /**
@@ -517,6 +523,16 @@ public final class Qcow2Image implements BlockDevice {
     /** The internal snapshots (the table as read at open). */
     public List<Qcow2Snapshot> snapshots() {
         return snapshots;
+    }
+
+    /**
+     * The persistent bitmaps' directory entries. Empty when the image has no bitmaps extension, and
+     * also when it has one but autoclear bit 0 is clear: then every bitmap is inconsistent and QEMU
+     * ignores them all; {@code header().bitmapsExtension() != null && !header().bitmapsConsistent()}
+     * tells that case apart. Entries flagged in_use are listed (inconsistent one by one).
+     */
+    public List<BitmapDirectoryEntry> bitmaps() {
+        return bitmaps;
     }
 
     /** The snapshot this view was opened at, or null for the active image. */

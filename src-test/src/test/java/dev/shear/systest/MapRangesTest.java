@@ -66,4 +66,15 @@ class MapRangesTest {
         assertEquals(1, MapRanges.differences(qn, MapRanges.normalize(map(allData), 20, "s"), -1).size());
         assertEquals(1, MapRanges.differences(qn, MapRanges.normalize(map(allZero), 20, "s"), 1).size());
     }
+
+    @Test
+    void filesystemHoleInsideDataClusterMayBeReportedAsPlainDataButNotTheReverse() {
+        String q = "[{\"start\":0,\"length\":10,\"depth\":0,\"present\":true,\"zero\":true,\"data\":true}]";
+        String data = "[{\"start\":0,\"length\":10,\"depth\":0,\"present\":true,\"zero\":false,\"data\":true}]";
+        var qn = MapRanges.normalize(map(q), 10, "q");
+        var sn = MapRanges.normalize(map(data), 10, "s");
+        assertEquals(List.of(), MapRanges.differences(qn, sn, -1));
+        // The reverse (qemu says plain data, Shear says zero) is a real difference.
+        assertEquals(1, MapRanges.differences(sn, qn, -1).size());
+    }
 }

@@ -126,11 +126,18 @@ public final class BlockStatusBuilder {
         return chunks;
     }
 
-    /** base:allocation takes the extent's HOLE/ZERO bits (same values as NBD_STATE_*); depth is 1-based. */
+    /**
+     * base:allocation in QEMU's mapping (nbd-protocol.md §7.1), which clients compare against: HOLE =
+     * "not data", so every range that reads as zeros without data behind it (an unallocated range, and
+     * also a qcow2 zero cluster, preallocated or not) is HOLE|ZERO; the engine's own HOLE bit (nothing
+     * allocated in any layer) alone would report zero clusters as ZERO only. Data stays 0. The
+     * allocation-depth context keeps the distinction (a zero cluster is "local"). Depth is 1-based.
+     */
     static long status(Extent e, boolean depth) {
         if (depth) {
             return e.depth() == Extent.UNALLOCATED ? 0 : e.depth() + 1L;
         }
-        return e.flags() & (NbdConstants.NBD_STATE_HOLE | NbdConstants.NBD_STATE_ZERO);
+        long s = e.flags() & (NbdConstants.NBD_STATE_HOLE | NbdConstants.NBD_STATE_ZERO);
+        return (s & NbdConstants.NBD_STATE_ZERO) != 0 ? s | NbdConstants.NBD_STATE_HOLE : s;
     }
 }

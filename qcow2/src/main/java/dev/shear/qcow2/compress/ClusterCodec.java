@@ -12,8 +12,7 @@ import java.util.zip.DataFormatException;
  * ignores whatever input is left (qcow2-format.md §15 pitfall 2); it fails when the input runs out, or
  * the stream ends, before the cluster is full.
  *
- * <p>Implementations are stateless and thread-safe: per-call native state is created and released
- * inside each call.
+ * <p>Implementations are thread-safe: decoder state is kept per thread and reset for each cluster.
  */
 public interface ClusterCodec {
 

@@ -85,6 +85,19 @@ public final class ShearProcess implements AutoCloseable {
         return process.isAlive();
     }
 
+    /** Sends SIGTERM (a graceful stop: in-flight requests are answered, devices flushed). */
+    public void terminate() {
+        process.process().destroy();
+    }
+
+    /** Waits up to {@code timeout} for the JVM to exit and returns its exit status; throws if it does not. */
+    public int awaitExit(Duration timeout) {
+        if (!process.waitExit(timeout)) {
+            throw process.failure("still running " + timeout.toMillis() + " ms after it was asked to stop");
+        }
+        return process.process().exitValue();
+    }
+
     public long pid() {
         return process.process().pid();
     }

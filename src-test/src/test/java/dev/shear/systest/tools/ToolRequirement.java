@@ -12,6 +12,8 @@ import java.util.Optional;
 import java.util.function.Predicate;
 import org.junit.jupiter.api.extension.BeforeAllCallback;
 import org.junit.jupiter.api.extension.BeforeEachCallback;
+import org.junit.jupiter.api.extension.ConditionEvaluationResult;
+import org.junit.jupiter.api.extension.ExecutionCondition;
 import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.platform.commons.support.AnnotationSupport;
 import org.opentest4j.AssertionFailedError;
@@ -27,7 +29,7 @@ import org.opentest4j.TestAbortedException;
  * </ul>
  * The decision is the pure function {@link #decide}, unit-tested without any tool installed.
  */
-public final class ToolRequirement implements BeforeAllCallback, BeforeEachCallback {
+public final class ToolRequirement implements ExecutionCondition, BeforeAllCallback, BeforeEachCallback {
     /** The pseudo tool name for "python3 with libnbd's bindings" (Debian package python3-libnbd). */
     public static final String PYTHON_LIBNBD = "python3-libnbd";
 
@@ -36,6 +38,22 @@ public final class ToolRequirement implements BeforeAllCallback, BeforeEachCallb
 
     /** A verdict, the missing tools and the message shown in the report. */
     public record Decision(Verdict verdict, List<String> missing, String message) {
+    }
+
+    /**
+     * Skips as a disabled container/test (reported as skipped with the reason, and no {@code @BeforeAll}
+     * runs); the failing verdict is left to the callbacks below, since a condition can only disable.
+     */
+    @Override
+    public ConditionEvaluationResult evaluateExecutionCondition(ExtensionContext context) {
+        Optional<AnnotatedElement> element = context.getElement();
+        if (element.isEmpty()) {
+            return ConditionEvaluationResult.enabled("no element");
+        }
+        Decision d = decision(element.get(), context.getDisplayName());
+        return d != null && d.verdict() == Verdict.SKIP
+                ? ConditionEvaluationResult.disabled(d.message())
+                : ConditionEvaluationResult.enabled(d == null ? "no @RequiresTools" : d.message());
     }
 
     @Override
@@ -48,13 +66,20 @@ public final class ToolRequirement implements BeforeAllCallback, BeforeEachCallb
         context.getTestMethod().ifPresent(m -> enforce(m, "method " + m.getName()));
     }
 
-    private static void enforce(AnnotatedElement element, String where) {
+    private static Decision decision(AnnotatedElement element, String where) {
         Optional<RequiresTools> ann = AnnotationSupport.findAnnotation(element, RequiresTools.class);
         if (ann.isEmpty()) {
+            return null;
+        }
+        return decide(Arrays.asList(ann.get().value()), ToolPaths::isAvailable, System.getenv(),
+                Boolean.getBoolean("shear.requireTools"), where);
+    }
+
+    private static void enforce(AnnotatedElement element, String where) {
+        Decision d = decision(element, where);
+        if (d == null) {
             return;
         }
-        Decision d = decide(Arrays.asList(ann.get().value()), ToolPaths::isAvailable, System.getenv(),
-                Boolean.getBoolean("shear.requireTools"), where);
         switch (d.verdict()) {
             case RUN -> { }
             case SKIP -> throw new TestAbortedException(d.message());
