@@ -105,7 +105,7 @@ final class BackingChain {
                 seen.add(real);
             }
             return Qcow2Image.open(file, new Qcow2OpenOptions(true, null, options.maxChainDepth(),
-                    options.cacheBytes()), new Context(ctx.depth + 1, seen));
+                    options.cacheBytes(), null), new Context(ctx.depth + 1, seen));
         } catch (IOException | RuntimeException e) {
             file.close();
             throw e;

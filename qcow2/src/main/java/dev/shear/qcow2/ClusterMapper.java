@@ -19,8 +19,9 @@ import java.nio.ByteBuffer;
  *       the lookup with CORRUPT_IMAGE naming the guest offset, the table and the entry's file offset;
  *       a bad later entry merely ends the run, so the failure belongs to the range that needs it and
  *       other ranges keep working.</li>
- *   <li>Stateless apart from the shared {@link MetadataCache}; the L1 array is never written after
- *       construction, so lookups run concurrently without locks (lock order: cache internals only).</li>
+ *   <li>Stateless apart from the shared {@link MetadataCache} and the L1 array. A writable image changes
+ *       both only under its metadata write lock and calls {@link #lookup} under the read lock, so
+ *       lookups run concurrently with each other and never see a half-made change.</li>
  * </ul>
  */
 final class ClusterMapper {
@@ -32,7 +33,7 @@ final class ClusterMapper {
     private final boolean extendedL2;
     private final int l2Bits;              // log2 of entries per L2 table
     private final int entryBytes;          // 8, or 16 with extended L2
-    private final long[] l1;               // never modified after construction
+    private final long[] l1;               // guarded by the image's metadata lock (shared with MetadataWriter)
     private final long l1TableOffset;      // for messages
     private final MetadataCache cache;
 
@@ -213,7 +214,7 @@ final class ClusterMapper {
     }
 
     /** Reads one L2 table (one cluster; bytes past the end of the file read as zeros). */
-    private ByteBuffer loadL2(long hostOffset) throws IOException {
+    ByteBuffer loadL2(long hostOffset) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(clusterSize);
         try {
             file.read(hostOffset, b);

@@ -36,7 +36,7 @@ public final class Images {
                 }
                 return new RawImage(file);
             }
-            // Writable qcow2 opens are refused inside (corrupt bit first, then "not supported yet").
+            // A read-write open of an image with the corrupt bit comes back read-only (readOnlyReason).
             Qcow2OpenOptions options = Qcow2OpenOptions.defaults().withReadOnly(readOnly).withSnapshot(snapshot);
             return Qcow2Image.open(file, options);
         } catch (IOException | RuntimeException e) {

@@ -1,5 +1,6 @@
 package dev.shear.qcow2;
 
+import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -164,6 +165,53 @@ public final class Qcow2Check {
         }
         countBitmaps(ctx);
         RefcountCheck.checkRefblocks(ctx, onDisk);
+    }
+
+    /**
+     * The references of every host cluster as the check computes them (header, active and snapshot
+     * L1/L2 tables and data, snapshot table, encryption header, bitmaps when consistent), without the
+     * refcount structure itself: the input of {@link RefcountRebuild}.
+     *
+     * @throws BlockException CORRUPT_IMAGE when the walk found corruptions (a rebuild from broken tables
+     *                        would be a guess)
+     */
+    static InMemoryRefcounts referencesForRebuild(ImageFile file, String resource) throws IOException {
+        Qcow2Header header = Qcow2Header.read(file, resource);
+        CheckReport report = new CheckReport(null);
+        CheckLayout layout;
+        try {
+            layout = CheckLayouts.read(file, header, resource, report);
+        } catch (CheckFailed e) {
+            throw BlockException.corrupt(resource, -1, "refcount rebuild: %s", e.getMessage());
+        }
+        long fileSize = file.size();
+        long nbClusters = (fileSize + layout.clusterSize() - 1) >>> layout.clusterBits();
+        if (nbClusters > MAX_FILE_CLUSTERS) {
+            throw BlockException.unsupported(resource, -1, "file: %d clusters (expected: <= %d to rebuild refcounts)",
+                    nbClusters, MAX_FILE_CLUSTERS);
+        }
+        InMemoryRefcounts computed = new InMemoryRefcounts(nbClusters, layout.refcountBits());
+        CheckContext ctx = new CheckContext(file, resource, layout, fileSize, report, computed);
+        MappingCheck mapping = new MappingCheck(ctx);
+        ctx.reference(0, ctx.clusterSize);
+        mapping.countL1(layout.l1TableOffset(), layout.l1Size(), true);
+        for (CheckLayout.SnapshotRef sn : layout.snapshots()) {
+            mapping.countL1(sn.l1TableOffset(), sn.l1Size(), false);
+        }
+        ctx.reference(layout.snapshotsOffset(), layout.snapshotsSize());
+        if (layout.cryptoHeaderLength() != 0) {
+            ctx.reference(layout.cryptoHeaderOffset(), layout.cryptoHeaderLength());
+        }
+        try {
+            countBitmaps(ctx);
+        } catch (CheckFailed e) {
+            report.corruptions++;
+        }
+        if (report.corruptions > 0) {
+            throw BlockException.corrupt(resource, -1, "refcount rebuild: %d corruptions in the tables (expected: "
+                    + "none; repair with qemu-img check -r all)", report.corruptions);
+        }
+        return computed;
     }
 
     /**

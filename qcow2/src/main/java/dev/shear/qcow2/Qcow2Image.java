@@ -17,6 +17,7 @@ import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
 
 /**
@@ -28,11 +29,28 @@ import java.util.zip.DataFormatException;
  * backing file (§15 pitfall 8); UNALLOCATED reads the backing file at the same guest offset, zeros past
  * its end or without one (§9); COMPRESSED reads csize bytes and inflates the whole cluster (§7).
  *
+ * <h2>Writes</h2>
+ * A read-write open ({@link Qcow2OpenOptions#readOnly()} false) adds the write engine:
+ * {@link Qcow2Writer} (guest data path: allocation, copy-on-write, subclusters, zeroes, discard) over
+ * {@link MetadataWriter} (header, L1, L2 cache, {@link ClusterAllocator}, flush ordering),
+ * {@link OverlapChecker} and {@link Corruption}. A dirty image (lazy refcounts, unclean close) has its
+ * refcounts rebuilt first ({@link RefcountRebuild}); an image with the corrupt bit opens read-only and
+ * says why ({@link #readOnlyReason()}).
+ *
  * <h2>Concurrency and lock order</h2>
- * Every operation is a positional read; the L1 table, header, snapshot list and backing device are
- * fixed at open. The only shared mutable state is the {@link MetadataCache}, whose internal lock is a
- * leaf taken briefly and never across I/O. Lock order (read side): {@code MetadataCache.lock} only. The
- * write engine will add {@code flushLock -> metadataLock -> cache} above it (style.md §5).
+ * <pre>
+ *   guest cluster lock (Qcow2Writer stripe; one at a time, or a run taken with tryLock)
+ *     -> metadataLock (ReentrantReadWriteLock: read side for lookups, write side for allocation,
+ *                      L2/L1/refcount changes, header writes and the metadata part of flush)
+ *       -> MetadataCache.lock (leaf: LRU map only, never held across I/O)
+ * </pre>
+ * Reads take only {@code metadataLock}'s read side, and only while looking up a mapping; data I/O of
+ * reads and writes runs outside it, so reads never wait for data writes, and writes to different
+ * clusters run in parallel (an in-place overwrite of an allocated cluster takes no metadata lock).
+ * Allocation and linking of new clusters are serialized by the write side, briefly (in-memory updates;
+ * I/O there only for cache misses and write-backs). A read racing a write or discard of the same range
+ * sees the old or the new data (never another range's: freed clusters are not reused before the next
+ * flush).
  *
  * <h2>Errors</h2>
  * A malformed L1/L2 entry or undecodable compressed cluster fails the read that meets it with
@@ -40,6 +58,8 @@ import java.util.zip.DataFormatException;
  * allows read-only opens only; the dirty bit is noted ({@link #isDirty()}) and harmless for reads.
  */
 public final class Qcow2Image implements BlockDevice {
+    private static final System.Logger LOG = System.getLogger(Qcow2Image.class.getName());
+
     private final ImageFile file;
     private final String name;
     private final Qcow2Header header;
@@ -55,10 +75,16 @@ public final class Qcow2Image implements BlockDevice {
     private final BlockDevice backing;              // null without a backing file; owned, closed with us
     private final long backingSize;                 // backing.size(), or 0
     private final BlockCapabilities capabilities;
+    /** The metadata lock: see the class notes. Guards the L1 array and every table in the cache. */
+    private final ReentrantReadWriteLock metadataLock;
+    private final MetadataWriter metadata;          // null when read-only
+    private final Qcow2Writer writer;               // null when read-only
+    private final String readOnlyReason;            // why a read-write open became read-only, or null
 
     private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
                        List<Qcow2Snapshot> snapshots, List<BitmapDirectoryEntry> bitmaps, long size,
-                       ClusterMapper mapper, MetadataCache cache, BlockDevice backing) {
+                       ClusterMapper mapper, MetadataCache cache, BlockDevice backing,
+                       ReentrantReadWriteLock metadataLock, MetadataWriter metadata, String readOnlyReason) {
         this.file = file;
         this.name = file.path().toString();
         this.header = header;
@@ -73,7 +99,14 @@ public final class Qcow2Image implements BlockDevice {
         this.codec = CompressionType.fromHeader(header.compressionType()).codec();
         this.backing = backing;
         this.backingSize = backing == null ? 0 : backing.size();
-        this.capabilities = BlockCapabilities.readOnly(Math.max(4096, clusterSize));
+        this.metadataLock = metadataLock;
+        this.metadata = metadata;
+        this.readOnlyReason = readOnlyReason;
+        this.writer = metadata == null ? null : new Qcow2Writer(this, metadata, header);
+        int preferred = Math.max(4096, clusterSize);
+        this.capabilities = metadata == null ? BlockCapabilities.readOnly(preferred)
+                : new BlockCapabilities(true, true, true, true, true, true, true, 1, preferred,
+                        BlockCapabilities.DEFAULT_MAXIMUM_BLOCK_SIZE);
     }
 
     /**
@@ -92,16 +125,31 @@ public final class Qcow2Image implements BlockDevice {
     static Qcow2Image open(ImageFile file, Qcow2OpenOptions options, BackingChain.Context ctx) throws IOException {
         String name = file.path().toString();
         Qcow2Header header = Qcow2Header.read(file, name);
-        if (!options.readOnly()) {
-            if (header.isCorrupt()) {
-                throw BlockException.corrupt(name, -1, "incompatible_features: corrupt bit set (expected: clear "
-                        + "for a read-write open; open read-only, or repair with qemu-img check -r all)");
-            }
+        boolean writable = !options.readOnly();
+        String readOnlyReason = null;
+        if (writable) {
             if (options.snapshot() != null) {
                 throw BlockException.invalid(name, -1, "snapshot: %s (expected: snapshots open read-only)",
                         options.snapshot());
             }
-            throw BlockException.unsupported(name, -1, "qcow2 writes are not supported yet");
+            if (header.isCorrupt()) {
+                readOnlyReason = "incompatible_features: corrupt bit set (expected: clear for a read-write open; "
+                        + "repair with qemu-img check -r all); opened read-only";
+                LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, readOnlyReason);
+                writable = false;
+            } else if (!file.isWritable()) {
+                throw BlockException.readOnly(name, "read-write open of a read-only file");
+            }
+        }
+        boolean lazy = false;
+        if (writable) {
+            lazy = options.lazyRefcounts() != null ? options.lazyRefcounts() : header.hasLazyRefcounts();
+            if (lazy && header.version() < 3) {
+                throw BlockException.invalid(name, -1, "lazy_refcounts: on (expected: off for compat=0.10 images)");
+            }
+            if (header.isDirty()) {
+                header = repairDirty(file, header, name);
+            }
         }
         List<Qcow2Snapshot> snapshots = header.nbSnapshots() == 0 ? List.of()
                 : List.copyOf(SnapshotTable.read(file, header, name));
@@ -125,9 +173,52 @@ public final class Qcow2Image implements BlockDevice {
         long[] l1 = readL1(file, name, l1Offset, l1Size);
         MetadataCache cache = new MetadataCache(name, options.cacheBytes());
         ClusterMapper mapper = new ClusterMapper(file, name, header, l1, l1Offset, cache);
+        ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+        MetadataWriter metadata = null;
+        if (writable) {
+            OverlapChecker overlap = new OverlapChecker(header.clusterBits());
+            overlap.add(0, header.clusterSize(), OverlapChecker.HEADER);
+            overlap.add(l1Offset, l1Size * 8L, OverlapChecker.ACTIVE_L1);
+            for (long e : l1) {
+                if (L1Entry.offset(e) != 0) {
+                    overlap.add(L1Entry.offset(e), header.clusterSize(), OverlapChecker.ACTIVE_L2);
+                }
+            }
+            for (Qcow2Snapshot sn : snapshots) {
+                overlap.add(sn.l1TableOffset(), sn.l1Size() * 8L, OverlapChecker.INACTIVE_L1);
+            }
+            if (header.nbSnapshots() > 0) {
+                overlap.add(header.snapshotsOffset(), 1, OverlapChecker.SNAPSHOT_TABLE);
+            }
+            if (header.bitmapsConsistent() && header.bitmapsExtension() != null) {
+                BitmapsExtension bx = header.bitmapsExtension();
+                overlap.add(bx.directoryOffset(), bx.directorySize(), OverlapChecker.BITMAP_DIRECTORY);
+            }
+            RefcountTable reftable = RefcountTable.read(file, header, name);
+            metadata = new MetadataWriter(file, name, lock, header, l1, cache, mapper::loadL2, reftable,
+                    Math.max(4L * header.clusterSize(), 256L << 10), overlap, new Corruption(name, null), lazy);
+        }
         BlockDevice backing = header.backingFileName() == null ? null
                 : BackingChain.open(file, header, options, ctx);
-        return new Qcow2Image(file, header, snapshot, snapshots, bitmaps, size, mapper, cache, backing);
+        return new Qcow2Image(file, header, snapshot, snapshots, bitmaps, size, mapper, cache, backing, lock,
+                metadata, readOnlyReason);
+    }
+
+    /**
+     * The repair QEMU does when it opens a dirty image read-write: first make the header stop claiming
+     * structures whose clusters the rebuild will call free (autoclear bits, durable), then rebuild the
+     * refcounts from the tables ({@link RefcountRebuild}), which clears the dirty bit.
+     */
+    private static Qcow2Header repairDirty(ImageFile file, Qcow2Header header, String name) throws IOException {
+        Qcow2Header h = header;
+        if (h.autoclearFeatures() != 0) {
+            h = h.withAutoclearFeatures(0);
+            file.write(0, h.encode(h.clusterSize()));
+            file.sync();
+        }
+        LOG.log(System.Logger.Level.INFO, "{0}: dirty image (lazy refcounts, unclean close): rebuilding refcounts",
+                name);
+        return RefcountRebuild.rebuild(file, h, name);
     }
 
     /** Reads an L1 table whose size the header or snapshot table bounded (<= 4 Mi entries, 32 MiB). */
@@ -145,6 +236,16 @@ public final class Qcow2Image implements BlockDevice {
         long[] l1 = new long[entries];
         b.flip().asLongBuffer().get(l1);
         return l1;
+    }
+
+    /** A mapping lookup under the metadata read lock (tables are only changed under its write side). */
+    private ClusterRun lookup(long guestOffset, long maxLength) throws IOException {
+        metadataLock.readLock().lock();
+        try {
+            return mapper.lookup(guestOffset, maxLength);
+        } finally {
+            metadataLock.readLock().unlock();
+        }
     }
 
     // ---- BlockDevice ----
@@ -170,7 +271,7 @@ public final class Qcow2Image implements BlockDevice {
         long pos = offset;
         long end = offset + dst.remaining();
         while (pos < end) {
-            ClusterRun run = mapper.lookup(pos, end - pos);
+            ClusterRun run = lookup(pos, end - pos);
             int n = (int) run.length();
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (run.kind()) {
@@ -242,7 +343,7 @@ public final class Qcow2Image implements BlockDevice {
         long pos = offset;
         long end = offset + length;
         while (pos < end) {
-            ClusterRun run = mapper.lookup(pos, end - pos);
+            ClusterRun run = lookup(pos, end - pos);
             long n = run.length();
             switch (run.kind()) {
                 case DATA -> {
@@ -333,7 +434,7 @@ public final class Qcow2Image implements BlockDevice {
         long pos = offset;
         long end = offset + length;
         while (pos < end) {
-            ClusterRun run = mapper.lookup(pos, end - pos);
+            ClusterRun run = lookup(pos, end - pos);
             long n = run.length();
             boolean more = switch (run.kind()) {
                 case DATA -> sink.accept(Extent.data(pos, n, 0, run.hostOffset()));
@@ -382,7 +483,7 @@ public final class Qcow2Image implements BlockDevice {
         long pos = offset;
         long end = offset + length;
         while (pos < end) {
-            ClusterRun run = mapper.lookup(pos, end - pos);
+            ClusterRun run = lookup(pos, end - pos);
             long n = run.length();
             Extent e = switch (run.kind()) {
                 case DATA -> Extent.data(pos, n, 0, run.hostOffset());
@@ -409,13 +510,14 @@ public final class Qcow2Image implements BlockDevice {
         if (maxLength == 0) {
             throw BlockException.invalid(name, guestOffset, "length: 0 (expected: > 0)");
         }
-        return mapper.lookup(guestOffset, maxLength).toMapping();
+        return lookup(guestOffset, maxLength).toMapping();
     }
 
     // ---- getters for tools ----
 
+    /** The header as it is now (a writable image rewrites it: dirty bit, autoclear bits, refcount table). */
     public Qcow2Header header() {
-        return header;
+        return metadata != null ? metadata.header() : header;
     }
 
     /** The internal snapshots (the table as read at open). */
@@ -467,12 +569,83 @@ public final class Qcow2Image implements BlockDevice {
 
     /** Incompatible bit 0: refcounts may be stale (harmless for reads). */
     public boolean isDirty() {
-        return header.isDirty();
+        return header().isDirty();
     }
 
-    /** Incompatible bit 1: opened read-only because of it. */
+    /** Incompatible bit 1 (at open, or signalled since): writes are refused. */
     public boolean isCorrupt() {
-        return header.isCorrupt();
+        return header().isCorrupt() || (metadata != null && metadata.corruption().isSignalled());
+    }
+
+    /** Why a read-write open of this image became read-only (the corrupt bit), or null. */
+    public String readOnlyReason() {
+        return readOnlyReason;
+    }
+
+    /**
+     * The metadata-level write API (allocate, write and free clusters, rewrite the header's extensions
+     * and autoclear bits) for the bitmap engine and future snapshot/compression writers.
+     *
+     * @throws BlockException READ_ONLY for a read-only image
+     */
+    public Qcow2Allocator allocator() throws BlockException {
+        if (metadata == null) {
+            throw BlockException.readOnly(name, "metadata writes");
+        }
+        return metadata;
+    }
+
+    // ---- writes ----
+
+    private Qcow2Writer writer(String what) throws BlockException {
+        if (writer == null) {
+            if (readOnlyReason != null) {
+                throw BlockException.corrupt(name, -1, "%s refused: %s", what, readOnlyReason);
+            }
+            throw BlockException.readOnly(name, what);
+        }
+        return writer;
+    }
+
+    /**
+     * Writes guest data. Ranges are checked before anything changes (OUT_OF_RANGE); FUA flushes before
+     * returning. A failure (NO_SPACE, IO) leaves the image consistent: leaked clusters at most.
+     */
+    @Override
+    public void write(long offset, ByteBuffer src, int flags) throws IOException {
+        Qcow2Writer w = writer("write");
+        checkRange(offset, src.remaining());
+        w.write(offset, src, flags);
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length, int flags) throws IOException {
+        Qcow2Writer w = writer("write zeroes");
+        checkRange(offset, length);
+        w.writeZeroes(offset, length, flags);
+    }
+
+    @Override
+    public void discard(long offset, long length, int flags) throws IOException {
+        Qcow2Writer w = writer("discard");
+        checkRange(offset, length);
+        w.discard(offset, length, flags);
+    }
+
+    /**
+     * Gives every guest cluster a host cluster ({@code preallocation=metadata}), written with zeros when
+     * {@code full}; used by {@link Qcow2Creator} on a fresh image.
+     */
+    void preallocate(boolean full) throws IOException {
+        writer("preallocate").preallocate(full);
+    }
+
+    /** Data, then refcount blocks, L2 tables, L1/header, each fsynced before the next (MetadataWriter). */
+    @Override
+    public void flush() throws IOException {
+        if (metadata != null) {
+            metadata.flush();
+        }
     }
 
     /** L2 cache counters (tests assert how many tables an operation loaded). */
@@ -483,11 +656,22 @@ public final class Qcow2Image implements BlockDevice {
     @Override
     public void close() throws IOException {
         IOException failure = null;
+        if (metadata != null && !metadata.corruption().isSignalled()) {
+            try {
+                metadata.close();
+            } catch (IOException e) {
+                failure = e;
+            }
+        }
         if (backing != null) {
             try {
                 backing.close();
             } catch (IOException e) {
-                failure = e;
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
             }
         }
         cache.clear();
