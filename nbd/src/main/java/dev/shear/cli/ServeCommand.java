@@ -397,8 +397,9 @@ public final class ServeCommand implements Callable<Integer> {
                 actual = ImageProbe.probe(f);
             }
         }
-        // qcow2 exports are read-only until the qcow2 write engine lands.
-        boolean readOnlyOpen = ro || actual == ImageFormat.QCOW2;
+        // qcow2 and raw alike: writable unless -r / ,ro; a snapshot (-l) is opened read-only by the
+        // caller. The device's capabilities decide the transmission flags (Export#transmissionFlags).
+        boolean readOnlyOpen = ro || snap != null;
         BlockDevice device = opener.open(path, actual, readOnlyOpen, snap);
         DirtyBitmapSource exported;
         try {
