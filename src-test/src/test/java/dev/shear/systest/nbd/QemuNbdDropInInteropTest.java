@@ -39,8 +39,8 @@ import org.junit.jupiter.api.io.TempDir;
  *       {@code -r --format=qcow2 -x sda IMAGE -k SOCK -t "-e 2" --fork --detect-zeroes=on
  *       --pid-file=SOCK.pid --}, "-e 2" one token, "--" last when no bitmap;</li>
  *   <li>virtnbdbackup restore ({@code startRestoreNbdServer}): {@code --discard=unmap --format=qcow2 -x sda
- *       TARGET -k SOCK --fork} — with {@code --format=raw} and a raw target, because Shear serves qcow2
- *       read-only until its write engine lands;</li>
+ *       TARGET -k SOCK --fork} into a qcow2 target (lazy refcounts, so that the clean exit after the
+ *       last client is visible as a cleared dirty bit), and the same with {@code --format=raw};</li>
  *   <li>ovirt-imageio ({@code ovirt_imageio/_internal/qemu_nbd.py Server.start}): {@code --export-name=
  *       --persistent --shared=8 --socket=SOCK --read-only --cache=none --aio=native --discard=unmap
  *       --detect-zeroes=unmap --allocation-depth json:{...}}, its {@code qemu-nbd --version} probe, and
@@ -178,6 +178,32 @@ class QemuNbdDropInInteropTest {
         assertFalse(Files.exists(sock), "socket removed once the server left");
         assertArrayEquals(Files.readAllBytes(reference), Files.readAllBytes(target), "restored bytes on disk");
         assertTrue(log().contains("reason=\"last client left\""), "shear left by itself; log:\n" + log());
+    }
+
+    @Test
+    void virtnbdbackupRestoreListIntoQcow2ShouldWriteEveryByteAndExitClean() throws Exception {
+        Path target = dir.resolve("restore.qcow2");
+        QemuImg qemuImg = new QemuImg();
+        qemuImg.create(target, "qcow2", 8L << 20, "lazy_refcounts=on");
+        Path sock = dir.resolve("restore.sock");
+        runQemuNbd(List.of("--discard=unmap", "--format=qcow2", "-x", "sda", target.toString(), "-k",
+                sock.toString(), "--fork"), true);
+        assertTrue(Files.exists(sock), "socket bound when --fork returned; log:\n" + log());
+        ProcessHandle server = serverFor(sock).orElseThrow(() -> new AssertionError("no server process"));
+        started.add(server);
+        new NbdCopy().copy(reference.toString(), "nbd+unix:///sda?socket=" + sock);
+        server.onExit().get(DEADLINE.toSeconds(), TimeUnit.SECONDS);
+        assertFalse(Files.exists(sock), "socket removed once the server left");
+        assertTrue(log().contains("reason=\"last client left\""), "shear left by itself; log:\n" + log());
+        QemuImg.CheckResult check = qemuImg.check(target, "qcow2");
+        assertEquals(QemuImg.CHECK_CLEAN, check.exitCode(), "flushed and closed: no dirty bit, no leaks\n"
+                + check.raw().stdout() + check.raw().stderr());
+        assertTrue(qemuImg.compare(reference, "raw", target, "qcow2"), "restored bytes");
+        byte[] header = new byte[80];
+        try (var in = Files.newInputStream(target)) {
+            assertEquals(80, in.readNBytes(header, 0, 80));
+        }
+        assertEquals(0, header[79] & 1, "incompatible feature bit 0 (dirty) cleared on exit");
     }
 
     @Test
