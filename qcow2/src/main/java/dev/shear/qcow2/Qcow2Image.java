@@ -270,18 +270,26 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, dst.remaining());
         long pos = offset;
         long end = offset + dst.remaining();
-        while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
-            int n = (int) run.length();
-            ByteBuffer part = dst.slice(dst.position(), n);
-            switch (run.kind()) {
-                case DATA -> readHost(run.hostOffset(), part, pos);
-                case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(part);
-                case UNALLOCATED, UNALLOCATED_ALLOC -> readBacking(pos, part);
-                case COMPRESSED -> readCompressed(run, part);
+        int limit = dst.limit();
+        int start = dst.position();
+        try {
+            while (pos < end) {
+                ClusterRun run = lookup(pos, end - pos);
+                int n = (int) run.length();
+                start = dst.position();
+                dst.limit(start + n);   // narrow dst to the run instead of slicing (no allocation per run)
+                switch (run.kind()) {
+                    case DATA -> readHost(run.hostOffset(), dst, pos);
+                    case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(dst);
+                    case UNALLOCATED, UNALLOCATED_ALLOC -> readBacking(pos, dst);
+                    case COMPRESSED -> readCompressed(run, dst);
+                }
+                dst.limit(limit).position(start + n);
+                pos += n;
             }
-            dst.position(dst.position() + n);
-            pos += n;
+        } catch (IOException | RuntimeException e) {
+            dst.limit(limit).position(start);   // as before: the failed run leaves no partial progress
+            throw e;
         }
     }
 
@@ -297,8 +305,15 @@ public final class Qcow2Image implements BlockDevice {
     private void readBacking(long guestOffset, ByteBuffer dst) throws IOException {
         int fromBacking = (int) Math.max(0, Math.min(dst.remaining(), backingSize - guestOffset));
         if (fromBacking > 0) {
-            backing.read(guestOffset, dst.slice(dst.position(), fromBacking));
-            dst.position(dst.position() + fromBacking);
+            int start = dst.position();
+            int limit = dst.limit();
+            dst.limit(start + fromBacking);
+            try {
+                backing.read(guestOffset, dst);
+            } finally {
+                dst.limit(limit);
+            }
+            dst.position(start + fromBacking);
         }
         fillZeros(dst);
     }
