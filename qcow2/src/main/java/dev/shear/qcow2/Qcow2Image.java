@@ -80,6 +80,12 @@ public final class Qcow2Image implements BlockDevice {
     private final MetadataWriter metadata;          // null when read-only
     private final Qcow2Writer writer;               // null when read-only
     private final String readOnlyReason;            // why a read-write open became read-only, or null
+    /**
+     * The run {@link #read} fills, one per thread (no allocation per lookup). Per image, so a read that
+     * reaches the backing image's {@code read} never shares it; every use copies out what it needs
+     * before any nested call.
+     */
+    private final ThreadLocal<ClusterRun> readRun = ThreadLocal.withInitial(ClusterRun::new);
 
     private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
                        List<Qcow2Snapshot> snapshots, List<BitmapDirectoryEntry> bitmaps, long size,
@@ -239,10 +245,10 @@ public final class Qcow2Image implements BlockDevice {
     }
 
     /** A mapping lookup under the metadata read lock (tables are only changed under its write side). */
-    private ClusterRun lookup(long guestOffset, long maxLength) throws IOException {
+    private ClusterRun lookup(long guestOffset, long maxLength, ClusterRun out) throws IOException {
         metadataLock.readLock().lock();
         try {
-            return mapper.lookup(guestOffset, maxLength);
+            return mapper.lookup(guestOffset, maxLength, out);
         } finally {
             metadataLock.readLock().unlock();
         }
@@ -272,9 +278,10 @@ public final class Qcow2Image implements BlockDevice {
         long end = offset + dst.remaining();
         int limit = dst.limit();
         int start = dst.position();
+        ClusterRun run = readRun.get();
         try {
             while (pos < end) {
-                ClusterRun run = lookup(pos, end - pos);
+                lookup(pos, end - pos, run);
                 int n = (int) run.length();
                 start = dst.position();
                 dst.limit(start + n);   // narrow dst to the run instead of slicing (no allocation per run)
@@ -357,8 +364,9 @@ public final class Qcow2Image implements BlockDevice {
         SegmentMerger merger = new SegmentMerger(sink);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             switch (run.kind()) {
                 case DATA -> {
@@ -448,8 +456,9 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, length);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             boolean more = switch (run.kind()) {
                 case DATA -> sink.accept(Extent.data(pos, n, 0, run.hostOffset()));
@@ -497,8 +506,9 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, length);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             Extent e = switch (run.kind()) {
                 case DATA -> Extent.data(pos, n, 0, run.hostOffset());
@@ -525,7 +535,7 @@ public final class Qcow2Image implements BlockDevice {
         if (maxLength == 0) {
             throw BlockException.invalid(name, guestOffset, "length: 0 (expected: > 0)");
         }
-        return lookup(guestOffset, maxLength).toMapping();
+        return lookup(guestOffset, maxLength, new ClusterRun()).toMapping();
     }
 
     // ---- getters for tools ----
