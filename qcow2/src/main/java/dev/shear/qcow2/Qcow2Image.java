@@ -42,7 +42,7 @@ import java.util.zip.DataFormatException;
  *   guest cluster lock (Qcow2Writer stripe; one at a time, or a run taken with tryLock)
  *     -> metadataLock (ReentrantReadWriteLock: read side for lookups, write side for allocation,
  *                      L2/L1/refcount changes, header writes and the metadata part of flush)
- *       -> MetadataCache.lock (leaf: LRU map only, never held across I/O)
+ *       -> MetadataCache.lock (leaf: index/clock changes only, never held across I/O; hits take no lock)
  * </pre>
  * Reads take only {@code metadataLock}'s read side, and only while looking up a mapping; data I/O of
  * reads and writes runs outside it, so reads never wait for data writes, and writes to different
