@@ -16,6 +16,7 @@ import dev.shear.qcow2.compress.ClusterCodec;
 import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
@@ -59,6 +60,8 @@ import java.util.zip.DataFormatException;
  */
 public final class Qcow2Image implements BlockDevice {
     private static final System.Logger LOG = System.getLogger(Qcow2Image.class.getName());
+    /** Zeros to copy from; never modified (absolute bulk gets only, so sharing it is safe). */
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 << 10);
 
     private final ImageFile file;
     private final String name;
@@ -347,10 +350,20 @@ public final class Qcow2Image implements BlockDevice {
         dst.put(cluster.array(), in, dst.remaining());
     }
 
-    private static void fillZeros(ByteBuffer dst) {
-        while (dst.hasRemaining()) {
-            dst.put((byte) 0);
+    /** Fills dst's remaining bytes with zeros by bulk copies (not byte by byte), advancing its position. */
+    static void fillZeros(ByteBuffer dst) {
+        int pos = dst.position();
+        int end = dst.limit();
+        if (dst.hasArray()) {
+            Arrays.fill(dst.array(), dst.arrayOffset() + pos, dst.arrayOffset() + end, (byte) 0);
+        } else {
+            while (pos < end) {
+                int n = Math.min(end - pos, ZEROS.capacity());
+                dst.put(pos, ZEROS, 0, n);
+                pos += n;
+            }
         }
+        dst.position(end);
     }
 
     /**
