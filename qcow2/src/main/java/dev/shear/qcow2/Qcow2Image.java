@@ -328,26 +328,64 @@ public final class Qcow2Image implements BlockDevice {
         fillZeros(dst);
     }
 
-    /** Inflates the whole cluster, then copies the part the run covers (§7). */
+    /**
+     * Per-thread buffers of {@link #readCompressed}: the compressed bytes and, for partial reads, the
+     * whole cluster; direct (what zstd-jni wants), grown to the largest seen (at most 2 MiB of cluster).
+     */
+    private static final class CompressedBuffers {
+        ByteBuffer input = ByteBuffer.allocateDirect(0);
+        ByteBuffer cluster = ByteBuffer.allocateDirect(0);
+
+        ByteBuffer input(int n) {
+            if (input.capacity() < n) {
+                input = ByteBuffer.allocateDirect(n);
+            }
+            return input.clear().limit(n);
+        }
+
+        ByteBuffer cluster(int n) {
+            if (cluster.capacity() < n) {
+                cluster = ByteBuffer.allocateDirect(n);
+            }
+            return cluster.clear().limit(n);
+        }
+    }
+
+    private static final ThreadLocal<CompressedBuffers> COMPRESSED_BUFFERS =
+            ThreadLocal.withInitial(CompressedBuffers::new);
+
+    /**
+     * Inflates the cluster (§7): straight into {@code dst} when the read covers the whole cluster, else
+     * into a per-thread cluster buffer and copies the part the run covers. No allocation per read.
+     */
     private void readCompressed(ClusterRun run, ByteBuffer dst) throws IOException {
-        ByteBuffer compressed = ByteBuffer.allocate(run.compressedBytes());
+        long hostOffset = run.hostOffset();
+        int csize = run.compressedBytes();
+        long guestOffset = run.guestOffset();
+        CompressedBuffers buffers = COMPRESSED_BUFFERS.get();
+        ByteBuffer compressed = buffers.input(csize);
         try {
-            file.read(run.hostOffset(), compressed);   // bytes past the end of the file read as zeros
+            file.read(hostOffset, compressed);   // bytes past the end of the file read as zeros
         } catch (IOException e) {
-            throw BlockException.io(name, run.hostOffset(), "compressed cluster read", e);
+            throw BlockException.io(name, hostOffset, "compressed cluster read", e);
         }
         compressed.flip();
-        ByteBuffer cluster = ByteBuffer.allocate(clusterSize);
+        int in = (int) (guestOffset & (clusterSize - 1));
+        boolean whole = in == 0 && dst.remaining() == clusterSize;
+        ByteBuffer cluster = whole ? dst : buffers.cluster(clusterSize);
         try {
             codec.decompress(compressed, cluster);
         } catch (DataFormatException e) {
-            long clusterStart = run.guestOffset() & ~(long) (clusterSize - 1);
-            throw BlockException.corrupt(name, run.hostOffset(),
+            long clusterStart = guestOffset & ~(long) (clusterSize - 1);
+            throw BlockException.corrupt(name, hostOffset,
                     "compressed cluster (guest offset 0x%x, %d bytes at file offset 0x%x): %s",
-                    clusterStart, run.compressedBytes(), run.hostOffset(), e.getMessage());
+                    clusterStart, csize, hostOffset, e.getMessage());
         }
-        int in = (int) (run.guestOffset() & (clusterSize - 1));
-        dst.put(cluster.array(), in, dst.remaining());
+        if (!whole) {
+            int n = dst.remaining();
+            dst.put(dst.position(), cluster, in, n);
+            dst.position(dst.position() + n);
+        }
     }
 
     /** Fills dst's remaining bytes with zeros by bulk copies (not byte by byte), advancing its position. */
