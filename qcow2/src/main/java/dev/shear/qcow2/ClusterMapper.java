@@ -122,19 +122,25 @@ final class ClusterMapper {
         };
         boolean hasHost = kind == ClusterRun.Kind.DATA || kind == ClusterRun.Kind.ZERO_ALLOC;
         long host = hasHost ? L2Entry.offset(e0) + inCluster : -1;
-        long expectedHost = L2Entry.offset(e0) + clusterSize;
         long length = clusterSize - inCluster;
-        int entries = 1 << l2Bits;
-        for (int i = l2Index + 1; length < limit && i < entries; i++) {
-            long e = table.getLong(i * 8);
-            if (L2Entry.problem(e, 0, clusterBits, false, version) != null || L2Entry.type(e, false) != type) {
-                break;
+        int from = l2Index + 1;
+        long wanted = (Math.max(0, limit - length) + clusterSize - 1) >>> clusterBits;   // entries to reach limit
+        int to = (int) Math.min(1 << l2Bits, from + wanted);
+        if (from < to) {
+            // A following entry continues the run iff, copied bit aside, it equals what the run expects
+            // next: 0 (unallocated), ZERO (zero, no host), or the next host cluster (| ZERO for ZERO_ALLOC).
+            // Such an entry is valid (no reserved bits, aligned, zero flag only where e0 had it and so
+            // the version allows it) and of e0's type, as L2Entry.problem/type would say, entry by entry.
+            long zeroBit = e0 & L2Entry.ZERO;
+            long want = hasHost ? (L2Entry.offset(e0) + clusterSize) | zeroBit : zeroBit;
+            long step = hasHost ? clusterSize : 0;
+            if (hasHost) {
+                // Host offsets must stay below 2^56 (bits 9-55): stop where the next one would not.
+                long room = (((1L << 56) - L2Entry.offset(e0)) >> clusterBits) - 1;
+                to = (int) Math.min(to, from + Math.max(0, room));
             }
-            if (hasHost && L2Entry.offset(e) != expectedHost) {
-                break;
-            }
-            expectedHost += clusterSize;
-            length += clusterSize;
+            int stop = table.scanRun(from, to, want, step);
+            length += (long) (stop - from) << clusterBits;
         }
         return out.set(kind, guestOffset, Math.min(length, limit), host, 0);
     }

@@ -7,6 +7,7 @@ import java.io.InterruptedIOException;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -104,11 +105,43 @@ final class MetadataCache {
     static final class Table {
         private final long hostOffset;
         private final ByteBuffer data;
+        private final byte[] array;        // data's backing array (heap tables), or null
+        private final int arrayOffset;
         private volatile boolean dirty;   // guarded by the image's metadata write lock (read by evict)
 
         Table(long hostOffset, ByteBuffer data) {
             this.hostOffset = hostOffset;
             this.data = data.duplicate().clear();
+            this.array = this.data.hasArray() ? this.data.array() : null;
+            this.arrayOffset = array != null ? this.data.arrayOffset() : 0;
+        }
+
+        /**
+         * The first index in [{@code from}, {@code to}) whose 64-bit entry, copied bit (63) masked off,
+         * is not {@code want + (index - from) * step}; {@code to} if there is none. The block-status and
+         * read scans' tight loop (ClusterMapper): no per-entry validation or classification needed,
+         * because an entry equal to the expected value of a valid run is itself valid and of its kind.
+         */
+        int scanRun(int from, int to, long want, long step) {
+            long w = want;
+            if (array != null) {
+                byte[] a = array;
+                int base = arrayOffset;
+                for (int i = from; i < to; i++) {
+                    if (((long) BE_LONGS.get(a, base + (i << 3)) & ~L2Entry.COPIED) != w) {
+                        return i;
+                    }
+                    w += step;
+                }
+                return to;
+            }
+            for (int i = from; i < to; i++) {
+                if ((data.getLong(i << 3) & ~L2Entry.COPIED) != w) {
+                    return i;
+                }
+                w += step;
+            }
+            return to;
         }
 
         /** The 64-bit big-endian word at byte {@code byteOffset}; under the metadata write lock. */
@@ -214,6 +247,9 @@ final class MetadataCache {
     /** A removed index entry: probes go on past it (open addressing never breaks a probe chain). */
     private static final Slot TOMBSTONE = new Slot(-1);
     private static final VarHandle SLOTS = MethodHandles.arrayElementVarHandle(Slot[].class);
+    /** Big-endian 64-bit view of a byte[] (tables are big-endian). */
+    private static final VarHandle BE_LONGS =
+            MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
     private static final int MIN_INDEX = 64;
 
     private final String resource;
