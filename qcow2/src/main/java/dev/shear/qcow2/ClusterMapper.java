@@ -36,6 +36,7 @@ final class ClusterMapper {
     private final long[] l1;               // guarded by the image's metadata lock (shared with MetadataWriter)
     private final long l1TableOffset;      // for messages
     private final MetadataCache cache;
+    private final MetadataCache.Loader l2Loader = this::loadL2;   // one instance, not one per lookup
 
     ClusterMapper(ImageFile file, String resource, Qcow2Header header, long[] l1, long l1TableOffset,
                   MetadataCache cache) {
@@ -63,6 +64,11 @@ final class ClusterMapper {
      *                        IO if the L2 table cannot be read
      */
     ClusterRun lookup(long guestOffset, long maxLength) throws IOException {
+        return lookup(guestOffset, maxLength, new ClusterRun());
+    }
+
+    /** As {@link #lookup(long, long)}, filling and returning the caller's {@code out} (no allocation). */
+    ClusterRun lookup(long guestOffset, long maxLength, ClusterRun out) throws IOException {
         int l2Shift = clusterBits + l2Bits;
         long l1Index = guestOffset >>> l2Shift;
         long reach = ((l1Index + 1) << l2Shift) - guestOffset;
@@ -77,7 +83,7 @@ final class ClusterMapper {
             if (i >= l1.length) {
                 length = maxLength;   // beyond the L1 table nothing is allocated (QEMU: UNALLOCATED_PLAIN)
             }
-            return new ClusterRun(ClusterRun.Kind.UNALLOCATED, guestOffset, Math.min(length, maxLength), -1, 0);
+            return out.set(ClusterRun.Kind.UNALLOCATED, guestOffset, Math.min(length, maxLength), -1, 0);
         }
         long l1Entry = l1[(int) l1Index];
         String problem = L1Entry.problem(l1Entry, clusterBits);
@@ -88,24 +94,24 @@ final class ClusterMapper {
         long l2Offset = L1Entry.offset(l1Entry);
         if (l2Offset == 0) {
             // Only the copied bit was set: still no table.
-            return new ClusterRun(ClusterRun.Kind.UNALLOCATED, guestOffset, Math.min(reach, maxLength), -1, 0);
+            return out.set(ClusterRun.Kind.UNALLOCATED, guestOffset, Math.min(reach, maxLength), -1, 0);
         }
-        MetadataCache.Table table = cache.get(l2Offset, this::loadL2);
+        MetadataCache.Table table = cache.get(l2Offset, l2Loader);
         long limit = Math.min(maxLength, reach);
         int l2Index = (int) ((guestOffset >>> clusterBits) & ((1L << l2Bits) - 1));
-        return extendedL2 ? scanExtended(table, l2Index, guestOffset, limit)
-                : scanStandard(table, l2Index, guestOffset, limit);
+        return extendedL2 ? scanExtended(table, l2Index, guestOffset, limit, out)
+                : scanStandard(table, l2Index, guestOffset, limit, out);
     }
 
     /** Standard (64-bit) entries: runs of whole clusters. */
-    private ClusterRun scanStandard(MetadataCache.Table table, int l2Index, long guestOffset, long limit)
-            throws BlockException {
+    private ClusterRun scanStandard(MetadataCache.Table table, int l2Index, long guestOffset, long limit,
+                                    ClusterRun out) throws BlockException {
         long e0 = table.getLong(l2Index * 8);
         check(e0, 0, table, l2Index, guestOffset);
         long inCluster = guestOffset & (clusterSize - 1);
         ClusterType type = L2Entry.type(e0, false);
         if (type == ClusterType.COMPRESSED) {
-            return compressedRun(e0, guestOffset, inCluster, limit);
+            return compressedRun(e0, guestOffset, inCluster, limit, out);
         }
         ClusterRun.Kind kind = switch (type) {
             case NORMAL -> ClusterRun.Kind.DATA;
@@ -116,26 +122,32 @@ final class ClusterMapper {
         };
         boolean hasHost = kind == ClusterRun.Kind.DATA || kind == ClusterRun.Kind.ZERO_ALLOC;
         long host = hasHost ? L2Entry.offset(e0) + inCluster : -1;
-        long expectedHost = L2Entry.offset(e0) + clusterSize;
         long length = clusterSize - inCluster;
-        int entries = 1 << l2Bits;
-        for (int i = l2Index + 1; length < limit && i < entries; i++) {
-            long e = table.getLong(i * 8);
-            if (L2Entry.problem(e, 0, clusterBits, false, version) != null || L2Entry.type(e, false) != type) {
-                break;
+        int from = l2Index + 1;
+        long wanted = (Math.max(0, limit - length) + clusterSize - 1) >>> clusterBits;   // entries to reach limit
+        int to = (int) Math.min(1 << l2Bits, from + wanted);
+        if (from < to) {
+            // A following entry continues the run iff, copied bit aside, it equals what the run expects
+            // next: 0 (unallocated), ZERO (zero, no host), or the next host cluster (| ZERO for ZERO_ALLOC).
+            // Such an entry is valid (no reserved bits, aligned, zero flag only where e0 had it and so
+            // the version allows it) and of e0's type, as L2Entry.problem/type would say, entry by entry.
+            long zeroBit = e0 & L2Entry.ZERO;
+            long want = hasHost ? (L2Entry.offset(e0) + clusterSize) | zeroBit : zeroBit;
+            long step = hasHost ? clusterSize : 0;
+            if (hasHost) {
+                // Host offsets must stay below 2^56 (bits 9-55): stop where the next one would not.
+                long room = (((1L << 56) - L2Entry.offset(e0)) >> clusterBits) - 1;
+                to = (int) Math.min(to, from + Math.max(0, room));
             }
-            if (hasHost && L2Entry.offset(e) != expectedHost) {
-                break;
-            }
-            expectedHost += clusterSize;
-            length += clusterSize;
+            int stop = table.scanRun(from, to, want, step);
+            length += (long) (stop - from) << clusterBits;
         }
-        return new ClusterRun(kind, guestOffset, Math.min(length, limit), host, 0);
+        return out.set(kind, guestOffset, Math.min(length, limit), host, 0);
     }
 
     /** Extended (128-bit) entries: runs of subclusters, possibly across clusters. */
-    private ClusterRun scanExtended(MetadataCache.Table table, int l2Index, long guestOffset, long limit)
-            throws BlockException {
+    private ClusterRun scanExtended(MetadataCache.Table table, int l2Index, long guestOffset, long limit,
+                                    ClusterRun out) throws BlockException {
         int subBits = clusterBits - 5;
         int subSize = 1 << subBits;
         long e0 = table.getLong(l2Index * 16);
@@ -145,7 +157,7 @@ final class ClusterMapper {
         int sc = (int) (inCluster >>> subBits);
         SubclusterType type = L2Entry.subclusterType(e0, b0, sc);
         if (type == SubclusterType.COMPRESSED) {
-            return compressedRun(e0, guestOffset, inCluster, limit);
+            return compressedRun(e0, guestOffset, inCluster, limit, out);
         }
         ClusterRun.Kind kind = kindOf(type);
         boolean hasHost = kind == ClusterRun.Kind.DATA || kind == ClusterRun.Kind.ZERO_ALLOC
@@ -179,7 +191,7 @@ final class ClusterMapper {
             length += subSize;
             j++;
         }
-        return new ClusterRun(kind, guestOffset, Math.min(length, limit), host, 0);
+        return out.set(kind, guestOffset, Math.min(length, limit), host, 0);
     }
 
     private static ClusterRun.Kind kindOf(SubclusterType type) {
@@ -194,10 +206,10 @@ final class ClusterMapper {
     }
 
     /** A compressed cluster is always one run of its own (decompressed whole). */
-    private ClusterRun compressedRun(long entry, long guestOffset, long inCluster, long limit) {
+    private ClusterRun compressedRun(long entry, long guestOffset, long inCluster, long limit, ClusterRun out) {
         long coffset = L2Entry.compressedOffset(entry, clusterBits);
         int csize = L2Entry.compressedSectorsBytes(entry, clusterBits);
-        return new ClusterRun(ClusterRun.Kind.COMPRESSED, guestOffset, Math.min(clusterSize - inCluster, limit),
+        return out.set(ClusterRun.Kind.COMPRESSED, guestOffset, Math.min(clusterSize - inCluster, limit),
                 coffset, csize);
     }
 

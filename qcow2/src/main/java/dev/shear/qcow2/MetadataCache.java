@@ -4,17 +4,18 @@ import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
 import java.io.IOException;
 import java.io.InterruptedIOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
- * A byte-bounded LRU cache of one-cluster metadata tables (L2 tables, refcount blocks),
- * keyed by host offset (QEMU block/qcow2-cache.c; style.md §2).
+ * A byte-bounded cache (approximate LRU: clock / second chance) of one-cluster metadata tables
+ * (L2 tables, refcount blocks), keyed by host offset (QEMU block/qcow2-cache.c; style.md §2).
  *
  * <h2>Design</h2>
  * <ul>
@@ -22,12 +23,19 @@ import java.util.Map;
  *       every lock: the first thread to miss installs a "loading" slot and reads the cluster; other
  *       threads wanting the same table wait for that slot, threads wanting other tables go on. There is
  *       no global lock around data or metadata I/O.</li>
- *   <li>{@code lock} guards only the LRU map and the counters; it is held for a few map operations,
- *       never across I/O or a loader call.</li>
- *   <li>Capacity is in bytes of table data. After each load, least recently used tables are evicted
- *       until the total fits; a table being loaded is never evicted, and the table just loaded stays
- *       even if it alone exceeds the capacity (so a tiny capacity degrades to "reload every time" and
- *       never fails).</li>
+ *   <li><b>A hit takes no lock.</b> The index is an open-addressed table of slots keyed by the primitive
+ *       host offset (no boxing), read without locking (acquire loads; writers publish with release
+ *       stores, and a resize publishes a new array); a hit sets the slot's second-chance bit (only if
+ *       clear: no cache-line writes for hot tables) and bumps a {@link LongAdder}. A lookup that finds
+ *       nothing, or a slot still loading, goes to the locked path and looks again there.</li>
+ *   <li>{@code lock} guards every change of the index, the clock ring (insertion order), the byte
+ *       total and the other counters; it is held for a few operations, never across I/O or a loader
+ *       call.</li>
+ *   <li>Capacity is in bytes of table data. After each load, tables are evicted until the total fits,
+ *       by the clock: from the oldest, a table whose second-chance bit is set (hit since it was last
+ *       looked at) has it cleared and goes to the young end, one without it is evicted; a table being
+ *       loaded is never evicted, and the table just loaded stays even if it alone exceeds the
+ *       capacity (so a tiny capacity degrades to "reload every time" and never fails).</li>
  *   <li>A failed load is not cached: the waiters get the error, the next {@code get} retries.</li>
  *   <li>Tables are immutable {@link Table}s (read-only, big-endian views); a reader keeps using a table
  *       it got even after it is evicted.</li>
@@ -97,11 +105,43 @@ final class MetadataCache {
     static final class Table {
         private final long hostOffset;
         private final ByteBuffer data;
+        private final byte[] array;        // data's backing array (heap tables), or null
+        private final int arrayOffset;
         private volatile boolean dirty;   // guarded by the image's metadata write lock (read by evict)
 
         Table(long hostOffset, ByteBuffer data) {
             this.hostOffset = hostOffset;
             this.data = data.duplicate().clear();
+            this.array = this.data.hasArray() ? this.data.array() : null;
+            this.arrayOffset = array != null ? this.data.arrayOffset() : 0;
+        }
+
+        /**
+         * The first index in [{@code from}, {@code to}) whose 64-bit entry, copied bit (63) masked off,
+         * is not {@code want + (index - from) * step}; {@code to} if there is none. The block-status and
+         * read scans' tight loop (ClusterMapper): no per-entry validation or classification needed,
+         * because an entry equal to the expected value of a valid run is itself valid and of its kind.
+         */
+        int scanRun(int from, int to, long want, long step) {
+            long w = want;
+            if (array != null) {
+                byte[] a = array;
+                int base = arrayOffset;
+                for (int i = from; i < to; i++) {
+                    if (((long) BE_LONGS.get(a, base + (i << 3)) & ~L2Entry.COPIED) != w) {
+                        return i;
+                    }
+                    w += step;
+                }
+                return to;
+            }
+            for (int i = from; i < to; i++) {
+                if ((data.getLong(i << 3) & ~L2Entry.COPIED) != w) {
+                    return i;
+                }
+                w += step;
+            }
+            return to;
         }
 
         /** The 64-bit big-endian word at byte {@code byteOffset}; under the metadata write lock. */
@@ -132,10 +172,22 @@ final class MetadataCache {
         }
     }
 
-    /** One map slot: loading until {@code table} or {@code failure} is set. */
+    /**
+     * One entry: loading until {@code table} or {@code failure} is set. The key is final (lock-free
+     * readers compare it); the ring links and {@code linked} are guarded by the cache's lock.
+     */
     private static final class Slot {
-        private Table table;          // guarded by this; set once
-        private IOException failure;  // guarded by this; set once
+        final long key;
+        private volatile Table table;  // set once (under this), read without locking
+        private IOException failure;   // guarded by this; set once
+        boolean referenced;            // second-chance bit: set by hits without a lock, cleared by the clock
+        Slot prev;                     // clock ring (oldest first); guarded by the cache's lock
+        Slot next;                     // guarded by the cache's lock
+        boolean linked;                // in the index and the ring; guarded by the cache's lock
+
+        Slot(long key) {
+            this.key = key;
+        }
 
         synchronized void complete(Table t) {
             table = t;
@@ -147,19 +199,25 @@ final class MetadataCache {
             notifyAll();
         }
 
-        synchronized boolean isLoaded() {
+        boolean isLoaded() {
             return table != null;
         }
 
-        synchronized boolean isEvictable() {
-            return table != null && !table.dirty;
+        boolean isEvictable() {
+            Table t = table;
+            return t != null && !t.dirty;
         }
 
-        synchronized Table loaded() {
+        Table loaded() {
             return table;
         }
 
-        synchronized Table await() throws IOException {
+        Table await() throws IOException {
+            Table t = table;
+            return t != null ? t : awaitSlow();
+        }
+
+        private synchronized Table awaitSlow() throws IOException {
             boolean interrupted = false;
             try {
                 while (table == null && failure == null) {
@@ -180,17 +238,31 @@ final class MetadataCache {
             return table;
         }
 
-        synchronized long sizeBytes() {
-            return table == null ? 0 : table.sizeBytes();
+        long sizeBytes() {
+            Table t = table;
+            return t == null ? 0 : t.sizeBytes();
         }
     }
 
+    /** A removed index entry: probes go on past it (open addressing never breaks a probe chain). */
+    private static final Slot TOMBSTONE = new Slot(-1);
+    private static final VarHandle SLOTS = MethodHandles.arrayElementVarHandle(Slot[].class);
+    /** Big-endian 64-bit view of a byte[] (tables are big-endian). */
+    private static final VarHandle BE_LONGS =
+            MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.BIG_ENDIAN);
+    private static final int MIN_INDEX = 64;
+
     private final String resource;
     private final long capacityBytes;
-    private final Object lock = new Object();        // guards lru, usedBytes and the counters
-    private final LinkedHashMap<Long, Slot> lru = new LinkedHashMap<>(64, 0.75f, true);  // guarded by lock
+    private final Object lock = new Object();        // guards index changes, the ring, usedBytes, counters
+    /** Open-addressed, linear probing, power-of-two length, at most half full (live + tombstones). */
+    private volatile Slot[] index = new Slot[MIN_INDEX];  // written under lock, read without it
+    private int live;                                // slots in the index; guarded by lock
+    private int tombstones;                          // guarded by lock
+    private Slot head;                               // oldest of the ring; guarded by lock
+    private Slot tail;                               // youngest; guarded by lock
     private long usedBytes;                          // guarded by lock
-    private long hits;                               // guarded by lock
+    private final LongAdder hits = new LongAdder();  // bumped without a lock
     private long loads;                              // guarded by lock
     private long evictions;                          // guarded by lock
     private WriteBack writeBack;                     // null for a read-only cache; set once before use
@@ -214,20 +286,37 @@ final class MetadataCache {
      * Returns the table at {@code hostOffset}, loading it with {@code loader} on a miss.
      *
      * <p>On entry: {@code hostOffset} was validated by the caller (aligned, inside the sane bound).
-     * On exit: the table is cached (unless evicted by later loads) and counted as most recently used.
+     * On exit: the table is cached (unless evicted by later loads) and marked used (second-chance bit).
      */
     Table get(long hostOffset, Loader loader) throws IOException {
+        Slot hit = find(hostOffset);
+        if (hit != null) {
+            Table t = hit.table;
+            if (t != null) {
+                if (!hit.referenced) {
+                    hit.referenced = true;
+                }
+                hits.increment();
+                return t;
+            }
+        }
+        return getLocked(hostOffset, loader);
+    }
+
+    /** The miss (or still-loading) path of {@link #get}: looks again under the lock, loads outside it. */
+    private Table getLocked(long hostOffset, Loader loader) throws IOException {
         Slot slot;
         boolean mine = false;
         synchronized (lock) {
-            slot = lru.get(hostOffset);
+            slot = find(hostOffset);
             if (slot == null) {
-                slot = new Slot();
-                lru.put(hostOffset, slot);
+                slot = new Slot(hostOffset);
+                link(slot);
                 loads++;
                 mine = true;
             } else {
-                hits++;
+                slot.referenced = true;
+                hits.increment();
             }
         }
         if (!mine) {
@@ -238,7 +327,9 @@ final class MetadataCache {
             table = new Table(hostOffset, loader.load(hostOffset));
         } catch (IOException | RuntimeException e) {
             synchronized (lock) {
-                lru.remove(hostOffset, slot);
+                if (slot.linked) {
+                    unlink(slot);
+                }
             }
             IOException failure = e instanceof IOException io ? io
                     : new BlockException(BlockErrorKind.IO, resource, hostOffset, "metadata load: " + e, e);
@@ -247,24 +338,165 @@ final class MetadataCache {
         }
         slot.complete(table);
         synchronized (lock) {
-            usedBytes += table.sizeBytes();
+            if (slot.linked) {
+                usedBytes += table.sizeBytes();
+            }
             evict(slot);
         }
         return table;
     }
 
-    /** Evicts least recently used loaded tables until the capacity holds, sparing {@code keep}. Holds lock. */
+    /**
+     * Evicts clean loaded tables until the capacity holds, sparing {@code keep}: the clock from the
+     * oldest; a table hit since it was last passed gets a second chance (bit cleared, moved to the young
+     * end). Each slot is passed at most twice, so this ends. Holds lock.
+     */
     private void evict(Slot keep) {
-        Iterator<Map.Entry<Long, Slot>> it = lru.entrySet().iterator();
-        while (usedBytes > capacityBytes && it.hasNext()) {
-            Slot s = it.next().getValue();
-            if (s == keep || !s.isEvictable()) {
-                continue;   // loading, or dirty: only the writer writes dirty tables back
+        int steps = 2 * live + 1;
+        Slot s = head;
+        while (usedBytes > capacityBytes && s != null && steps-- > 0) {
+            Slot next = s.next;
+            if (s != keep && s.isEvictable()) {   // else loading, or dirty: only the writer writes those back
+                if (s.referenced) {
+                    s.referenced = false;
+                    if (next != null) {
+                        unlinkRing(s);
+                        linkRing(s);
+                    }
+                } else {
+                    usedBytes -= s.sizeBytes();
+                    evictions++;
+                    unlink(s);
+                }
             }
-            usedBytes -= s.sizeBytes();
-            evictions++;
-            it.remove();
+            s = next != null ? next : head;
         }
+    }
+
+    // ---- the index (lock-free reads) and the ring ----
+
+    private static int hash(long key) {
+        long h = key * 0x9E3779B97F4A7C15L;
+        return (int) (h ^ (h >>> 32));
+    }
+
+    /** The slot for {@code key} or null; without a lock (a stale answer only sends a caller to the locked path). */
+    private Slot find(long key) {
+        Slot[] t = index;
+        int mask = t.length - 1;
+        for (int i = hash(key) & mask; ; i = (i + 1) & mask) {
+            Slot s = (Slot) SLOTS.getAcquire(t, i);
+            if (s == null) {
+                return null;
+            }
+            if (s != TOMBSTONE && s.key == key) {
+                return s;
+            }
+        }
+    }
+
+    /** Adds {@code s} to the index (replacing a slot of the same key) and the young end of the ring. Holds lock. */
+    private void link(Slot s) {
+        if ((live + tombstones + 1) * 2 > index.length) {
+            rehash(live + 1);
+        }
+        Slot[] t = index;
+        int mask = t.length - 1;
+        int free = -1;
+        for (int i = hash(s.key) & mask; ; i = (i + 1) & mask) {
+            Slot e = t[i];
+            if (e == null) {
+                if (free < 0) {
+                    free = i;
+                }
+                break;
+            }
+            if (e == TOMBSTONE) {
+                if (free < 0) {
+                    free = i;
+                }
+            } else if (e.key == s.key) {
+                e.linked = false;
+                unlinkRing(e);
+                SLOTS.setRelease(t, i, s);
+                s.linked = true;
+                linkRing(s);
+                return;
+            }
+        }
+        if (t[free] == TOMBSTONE) {
+            tombstones--;
+        }
+        live++;
+        SLOTS.setRelease(t, free, s);
+        s.linked = true;
+        linkRing(s);
+    }
+
+    /** Removes {@code s} (linked) from the index and the ring. Holds lock. */
+    private void unlink(Slot s) {
+        Slot[] t = index;
+        int mask = t.length - 1;
+        for (int i = hash(s.key) & mask; ; i = (i + 1) & mask) {
+            Slot e = t[i];
+            if (e == s) {
+                SLOTS.setRelease(t, i, TOMBSTONE);
+                break;
+            }
+            if (e == null) {
+                throw new IllegalStateException("metadata cache: linked slot 0x" + Long.toHexString(s.key)
+                        + " missing from the index");
+            }
+        }
+        live--;
+        tombstones++;
+        s.linked = false;
+        unlinkRing(s);
+    }
+
+    /** A fresh index for {@code n} slots, without tombstones, published whole. Holds lock. */
+    private void rehash(int n) {
+        int length = MIN_INDEX;
+        while (length < 4L * n) {
+            length <<= 1;
+        }
+        Slot[] t = new Slot[length];
+        int mask = length - 1;
+        for (Slot s = head; s != null; s = s.next) {
+            int i = hash(s.key) & mask;
+            while (t[i] != null) {
+                i = (i + 1) & mask;
+            }
+            t[i] = s;
+        }
+        tombstones = 0;
+        index = t;   // volatile write: readers see the whole new array
+    }
+
+    private void linkRing(Slot s) {
+        s.prev = tail;
+        s.next = null;
+        if (tail == null) {
+            head = s;
+        } else {
+            tail.next = s;
+        }
+        tail = s;
+    }
+
+    private void unlinkRing(Slot s) {
+        if (s.prev == null) {
+            head = s.next;
+        } else {
+            s.prev.next = s.next;
+        }
+        if (s.next == null) {
+            tail = s.prev;
+        } else {
+            s.next.prev = s.prev;
+        }
+        s.prev = null;
+        s.next = null;
     }
 
     // ---- write side: every method below runs under the image's metadata write lock ----
@@ -282,13 +514,14 @@ final class MetadataCache {
     Table install(long hostOffset, ByteBuffer data) {
         Table table = new Table(hostOffset, data);
         table.dirty = true;
-        Slot slot = new Slot();
+        Slot slot = new Slot(hostOffset);
         slot.complete(table);
         synchronized (lock) {
-            Slot old = lru.put(hostOffset, slot);
+            Slot old = find(hostOffset);
             if (old != null) {
                 usedBytes -= old.sizeBytes();
             }
+            link(slot);   // replaces old in place
             usedBytes += table.sizeBytes();
         }
         return table;
@@ -329,7 +562,7 @@ final class MetadataCache {
 
     boolean hasDirty() {
         synchronized (lock) {
-            for (Slot s : lru.values()) {
+            for (Slot s = head; s != null; s = s.next) {
                 Table t = s.loaded();
                 if (t != null && t.dirty) {
                     return true;
@@ -396,9 +629,9 @@ final class MetadataCache {
     /** Drops the table at {@code hostOffset} whatever its state (its cluster was freed). */
     void discard(long hostOffset) {
         synchronized (lock) {
-            Slot s = lru.get(hostOffset);
+            Slot s = find(hostOffset);
             if (s != null && s.isLoaded()) {
-                lru.remove(hostOffset);
+                unlink(s);
                 usedBytes -= s.sizeBytes();
             }
         }
@@ -407,7 +640,7 @@ final class MetadataCache {
     private List<Table> dirtyTables() {
         List<Table> out = new ArrayList<>();
         synchronized (lock) {
-            for (Slot s : lru.values()) {
+            for (Slot s = head; s != null; s = s.next) {
                 Table t = s.loaded();
                 if (t != null && t.dirty) {
                     out.add(t);
@@ -421,13 +654,14 @@ final class MetadataCache {
     /** Drops every table (after close, or when the write engine replaces tables wholesale). */
     void clear() {
         synchronized (lock) {
-            Iterator<Map.Entry<Long, Slot>> it = lru.entrySet().iterator();
-            while (it.hasNext()) {
-                Slot s = it.next().getValue();
+            Slot s = head;
+            while (s != null) {
+                Slot next = s.next;
                 if (s.isLoaded()) {   // dirty ones too: clear() is for close (after flush) and rebuilds
                     usedBytes -= s.sizeBytes();
-                    it.remove();
+                    unlink(s);
                 }
+                s = next;
             }
         }
     }
@@ -438,7 +672,7 @@ final class MetadataCache {
 
     Stats stats() {
         synchronized (lock) {
-            return new Stats(hits, loads, evictions, usedBytes, capacityBytes, lru.size());
+            return new Stats(hits.sum(), loads, evictions, usedBytes, capacityBytes, live);
         }
     }
 

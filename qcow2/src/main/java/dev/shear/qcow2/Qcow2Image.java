@@ -16,6 +16,7 @@ import dev.shear.qcow2.compress.ClusterCodec;
 import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.zip.DataFormatException;
@@ -42,7 +43,7 @@ import java.util.zip.DataFormatException;
  *   guest cluster lock (Qcow2Writer stripe; one at a time, or a run taken with tryLock)
  *     -> metadataLock (ReentrantReadWriteLock: read side for lookups, write side for allocation,
  *                      L2/L1/refcount changes, header writes and the metadata part of flush)
- *       -> MetadataCache.lock (leaf: LRU map only, never held across I/O)
+ *       -> MetadataCache.lock (leaf: index/clock changes only, never held across I/O; hits take no lock)
  * </pre>
  * Reads take only {@code metadataLock}'s read side, and only while looking up a mapping; data I/O of
  * reads and writes runs outside it, so reads never wait for data writes, and writes to different
@@ -59,6 +60,8 @@ import java.util.zip.DataFormatException;
  */
 public final class Qcow2Image implements BlockDevice {
     private static final System.Logger LOG = System.getLogger(Qcow2Image.class.getName());
+    /** Zeros to copy from; never modified (absolute bulk gets only, so sharing it is safe). */
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(64 << 10);
 
     private final ImageFile file;
     private final String name;
@@ -80,6 +83,12 @@ public final class Qcow2Image implements BlockDevice {
     private final MetadataWriter metadata;          // null when read-only
     private final Qcow2Writer writer;               // null when read-only
     private final String readOnlyReason;            // why a read-write open became read-only, or null
+    /**
+     * The run {@link #read} fills, one per thread (no allocation per lookup). Per image, so a read that
+     * reaches the backing image's {@code read} never shares it; every use copies out what it needs
+     * before any nested call.
+     */
+    private final ThreadLocal<ClusterRun> readRun = ThreadLocal.withInitial(ClusterRun::new);
 
     private Qcow2Image(ImageFile file, Qcow2Header header, Qcow2Snapshot openedSnapshot,
                        List<Qcow2Snapshot> snapshots, List<BitmapDirectoryEntry> bitmaps, long size,
@@ -239,10 +248,10 @@ public final class Qcow2Image implements BlockDevice {
     }
 
     /** A mapping lookup under the metadata read lock (tables are only changed under its write side). */
-    private ClusterRun lookup(long guestOffset, long maxLength) throws IOException {
+    private ClusterRun lookup(long guestOffset, long maxLength, ClusterRun out) throws IOException {
         metadataLock.readLock().lock();
         try {
-            return mapper.lookup(guestOffset, maxLength);
+            return mapper.lookup(guestOffset, maxLength, out);
         } finally {
             metadataLock.readLock().unlock();
         }
@@ -270,18 +279,27 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, dst.remaining());
         long pos = offset;
         long end = offset + dst.remaining();
-        while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
-            int n = (int) run.length();
-            ByteBuffer part = dst.slice(dst.position(), n);
-            switch (run.kind()) {
-                case DATA -> readHost(run.hostOffset(), part, pos);
-                case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(part);
-                case UNALLOCATED, UNALLOCATED_ALLOC -> readBacking(pos, part);
-                case COMPRESSED -> readCompressed(run, part);
+        int limit = dst.limit();
+        int start = dst.position();
+        ClusterRun run = readRun.get();
+        try {
+            while (pos < end) {
+                lookup(pos, end - pos, run);
+                int n = (int) run.length();
+                start = dst.position();
+                dst.limit(start + n);   // narrow dst to the run instead of slicing (no allocation per run)
+                switch (run.kind()) {
+                    case DATA -> readHost(run.hostOffset(), dst, pos);
+                    case ZERO_PLAIN, ZERO_ALLOC -> fillZeros(dst);
+                    case UNALLOCATED, UNALLOCATED_ALLOC -> readBacking(pos, dst);
+                    case COMPRESSED -> readCompressed(run, dst);
+                }
+                dst.limit(limit).position(start + n);
+                pos += n;
             }
-            dst.position(dst.position() + n);
-            pos += n;
+        } catch (IOException | RuntimeException e) {
+            dst.limit(limit).position(start);   // as before: the failed run leaves no partial progress
+            throw e;
         }
     }
 
@@ -297,38 +315,93 @@ public final class Qcow2Image implements BlockDevice {
     private void readBacking(long guestOffset, ByteBuffer dst) throws IOException {
         int fromBacking = (int) Math.max(0, Math.min(dst.remaining(), backingSize - guestOffset));
         if (fromBacking > 0) {
-            backing.read(guestOffset, dst.slice(dst.position(), fromBacking));
-            dst.position(dst.position() + fromBacking);
+            int start = dst.position();
+            int limit = dst.limit();
+            dst.limit(start + fromBacking);
+            try {
+                backing.read(guestOffset, dst);
+            } finally {
+                dst.limit(limit);
+            }
+            dst.position(start + fromBacking);
         }
         fillZeros(dst);
     }
 
-    /** Inflates the whole cluster, then copies the part the run covers (§7). */
+    /**
+     * Per-thread buffers of {@link #readCompressed}: the compressed bytes and, for partial reads, the
+     * whole cluster; direct (what zstd-jni wants), grown to the largest seen (at most 2 MiB of cluster).
+     */
+    private static final class CompressedBuffers {
+        ByteBuffer input = ByteBuffer.allocateDirect(0);
+        ByteBuffer cluster = ByteBuffer.allocateDirect(0);
+
+        ByteBuffer input(int n) {
+            if (input.capacity() < n) {
+                input = ByteBuffer.allocateDirect(n);
+            }
+            return input.clear().limit(n);
+        }
+
+        ByteBuffer cluster(int n) {
+            if (cluster.capacity() < n) {
+                cluster = ByteBuffer.allocateDirect(n);
+            }
+            return cluster.clear().limit(n);
+        }
+    }
+
+    private static final ThreadLocal<CompressedBuffers> COMPRESSED_BUFFERS =
+            ThreadLocal.withInitial(CompressedBuffers::new);
+
+    /**
+     * Inflates the cluster (§7): straight into {@code dst} when the read covers the whole cluster, else
+     * into a per-thread cluster buffer and copies the part the run covers. No allocation per read.
+     */
     private void readCompressed(ClusterRun run, ByteBuffer dst) throws IOException {
-        ByteBuffer compressed = ByteBuffer.allocate(run.compressedBytes());
+        long hostOffset = run.hostOffset();
+        int csize = run.compressedBytes();
+        long guestOffset = run.guestOffset();
+        CompressedBuffers buffers = COMPRESSED_BUFFERS.get();
+        ByteBuffer compressed = buffers.input(csize);
         try {
-            file.read(run.hostOffset(), compressed);   // bytes past the end of the file read as zeros
+            file.read(hostOffset, compressed);   // bytes past the end of the file read as zeros
         } catch (IOException e) {
-            throw BlockException.io(name, run.hostOffset(), "compressed cluster read", e);
+            throw BlockException.io(name, hostOffset, "compressed cluster read", e);
         }
         compressed.flip();
-        ByteBuffer cluster = ByteBuffer.allocate(clusterSize);
+        int in = (int) (guestOffset & (clusterSize - 1));
+        boolean whole = in == 0 && dst.remaining() == clusterSize;
+        ByteBuffer cluster = whole ? dst : buffers.cluster(clusterSize);
         try {
             codec.decompress(compressed, cluster);
         } catch (DataFormatException e) {
-            long clusterStart = run.guestOffset() & ~(long) (clusterSize - 1);
-            throw BlockException.corrupt(name, run.hostOffset(),
+            long clusterStart = guestOffset & ~(long) (clusterSize - 1);
+            throw BlockException.corrupt(name, hostOffset,
                     "compressed cluster (guest offset 0x%x, %d bytes at file offset 0x%x): %s",
-                    clusterStart, run.compressedBytes(), run.hostOffset(), e.getMessage());
+                    clusterStart, csize, hostOffset, e.getMessage());
         }
-        int in = (int) (run.guestOffset() & (clusterSize - 1));
-        dst.put(cluster.array(), in, dst.remaining());
+        if (!whole) {
+            int n = dst.remaining();
+            dst.put(dst.position(), cluster, in, n);
+            dst.position(dst.position() + n);
+        }
     }
 
-    private static void fillZeros(ByteBuffer dst) {
-        while (dst.hasRemaining()) {
-            dst.put((byte) 0);
+    /** Fills dst's remaining bytes with zeros by bulk copies (not byte by byte), advancing its position. */
+    static void fillZeros(ByteBuffer dst) {
+        int pos = dst.position();
+        int end = dst.limit();
+        if (dst.hasArray()) {
+            Arrays.fill(dst.array(), dst.arrayOffset() + pos, dst.arrayOffset() + end, (byte) 0);
+        } else {
+            while (pos < end) {
+                int n = Math.min(end - pos, ZEROS.capacity());
+                dst.put(pos, ZEROS, 0, n);
+                pos += n;
+            }
         }
+        dst.position(end);
     }
 
     /**
@@ -342,8 +415,9 @@ public final class Qcow2Image implements BlockDevice {
         SegmentMerger merger = new SegmentMerger(sink);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             switch (run.kind()) {
                 case DATA -> {
@@ -433,8 +507,9 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, length);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             boolean more = switch (run.kind()) {
                 case DATA -> sink.accept(Extent.data(pos, n, 0, run.hostOffset()));
@@ -482,8 +557,9 @@ public final class Qcow2Image implements BlockDevice {
         checkRange(offset, length);
         long pos = offset;
         long end = offset + length;
+        ClusterRun run = new ClusterRun();   // one per call, reused for every run
         while (pos < end) {
-            ClusterRun run = lookup(pos, end - pos);
+            lookup(pos, end - pos, run);
             long n = run.length();
             Extent e = switch (run.kind()) {
                 case DATA -> Extent.data(pos, n, 0, run.hostOffset());
@@ -510,7 +586,7 @@ public final class Qcow2Image implements BlockDevice {
         if (maxLength == 0) {
             throw BlockException.invalid(name, guestOffset, "length: 0 (expected: > 0)");
         }
-        return lookup(guestOffset, maxLength).toMapping();
+        return lookup(guestOffset, maxLength, new ClusterRun()).toMapping();
     }
 
     // ---- getters for tools ----
