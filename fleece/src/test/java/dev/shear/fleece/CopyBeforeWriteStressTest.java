@@ -264,7 +264,14 @@ class CopyBeforeWriteStressTest {
         }
         byte[][] model = new byte[1][];
         MemoryDevice live = (MemoryDevice) cbw.live();
-        SnapshotView view = cbw.startSnapshot(options, scratch, () -> model[0] = live.contents());
+        SnapshotView view = cbw.startSnapshot(options, scratch, () -> {
+            model[0] = live.contents();
+            // The "was zero" decision trusts the live device's status: the double must never lie.
+            String mismatch = live.statusMismatch();
+            if (mismatch != null) {
+                throw new AssertionError("live device at the snapshot point: " + mismatch);
+            }
+        });
         String label = caseLabel + " round=" + number + (failAt >= 0 ? " failAtPut=" + failAt : "");
         return new Round(number, view, scratch, model[0], covered, new AtomicReferenceArray<>(CLUSTERS), failAt,
                 label);
