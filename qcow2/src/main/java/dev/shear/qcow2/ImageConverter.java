@@ -153,14 +153,17 @@ public final class ImageConverter {
         }
         int n = b.limit();
         int runStart = -1;
-        for (int at = 0; at <= n; at += MIN_SPARSE) {
-            boolean data = at < n && !isZero(b, at, Math.min(n, at + MIN_SPARSE));
+        for (int at = 0; at < n; at += MIN_SPARSE) {
+            boolean data = !isZero(b, at, Math.min(n, at + MIN_SPARSE));
             if (data && runStart < 0) {
                 runStart = at;
             } else if (!data && runStart >= 0) {
-                out.write(pos + runStart, b.slice(runStart, Math.min(n, at) - runStart), 0);
+                out.write(pos + runStart, b.slice(runStart, at - runStart), 0);
                 runStart = -1;
             }
+        }
+        if (runStart >= 0) {
+            out.write(pos + runStart, b.slice(runStart, n - runStart), 0);
         }
     }
 
