@@ -83,6 +83,10 @@ public final class Qcow2SnapshotEngine {
             throw BlockException.invalid(resource, -1, "nb_snapshots: %d (expected: < %d)", snapshots.size(),
                     Qcow2Limits.MAX_SNAPSHOTS);
         }
+        if (meta.header().refcountOrder() == 0) {
+            // Every cluster of the disk would need refcount 2; refuse before changing anything.
+            throw BlockException.invalid(resource, -1, "refcount_bits: 1 (expected: >= 2 for internal snapshots)");
+        }
         long micros = Math.multiplyExact(System.currentTimeMillis(), 1000L) + (System.nanoTime() / 1000) % 1000;
         meta.beginWrite();
         meta.lock().writeLock().lock();
@@ -223,7 +227,19 @@ public final class Qcow2SnapshotEngine {
      * {@code active} and an entry changed. Caller holds the write lock.
      */
     private void walk(long[] l1, int addend, boolean active) throws IOException {
-        boolean l1Modified = false;
+        boolean[] l1Modified = {false};
+        try {
+            walkTables(l1, addend, l1Modified);
+        } finally {
+            // Also after a failure (refcount overflow half-way): the copied flags already changed must
+            // reach the disk with the refcounts, so that a failed operation leaves leaks only.
+            if (active && l1Modified[0]) {
+                meta.markL1Dirty();
+            }
+        }
+    }
+
+    private void walkTables(long[] l1, int addend, boolean[] l1Modified) throws IOException {
         int entries = clusterSize / entryBytes;
         for (int i = 0; i < l1.length; i++) {
             long l2Offset = L1Entry.offset(l1[i]);
@@ -231,37 +247,13 @@ public final class Qcow2SnapshotEngine {
                 continue;
             }
             MetadataCache.Table t = meta.loadL2(l2Offset);
-            boolean modified = false;
-            for (int j = 0; j < entries; j++) {
-                long e = t.getLong(j * entryBytes);
-                long refcount;
-                switch (L2Entry.type(e, extendedL2)) {
-                    case COMPRESSED -> {
-                        if (addend != 0) {
-                            alloc.updateRefcount(L2Entry.compressedRangeStart(e, clusterBits),
-                                    L2Entry.compressedRangeLength(e, clusterBits), addend);
-                        }
-                        refcount = 2;   // compressed clusters never carry the copied flag
-                    }
-                    case NORMAL, ZERO_ALLOC -> {
-                        long host = L2Entry.offset(e);
-                        if (addend != 0) {
-                            alloc.updateRefcount(host, clusterSize, addend);
-                        }
-                        refcount = alloc.refcount(host);
-                    }
-                    default -> {
-                        continue;
-                    }
+            boolean[] modified = {false};
+            try {
+                walkEntries(t, entries, addend, modified);
+            } finally {
+                if (modified[0]) {
+                    meta.markL2Dirty(t);   // entries changed before a failure are written too
                 }
-                long ne = refcount == 1 ? e | L2Entry.COPIED : e & ~L2Entry.COPIED;
-                if (ne != e) {
-                    t.putLong(j * entryBytes, ne);
-                    modified = true;
-                }
-            }
-            if (modified) {
-                meta.markL2Dirty(t);
             }
             if (addend != 0) {
                 alloc.updateRefcount(l2Offset, clusterSize, addend);
@@ -269,11 +261,40 @@ public final class Qcow2SnapshotEngine {
             long ne = alloc.refcount(l2Offset) == 1 ? L1Entry.of(l2Offset, true) : L1Entry.of(l2Offset, false);
             if (ne != l1[i]) {
                 l1[i] = ne;
-                l1Modified = true;
+                l1Modified[0] = true;
             }
         }
-        if (active && l1Modified) {
-            meta.markL1Dirty();
+    }
+
+    /** The entries of one L2 table: refcounts and copied flags; {@code modified[0]} set if an entry changed. */
+    private void walkEntries(MetadataCache.Table t, int entries, int addend, boolean[] modified) throws IOException {
+        for (int j = 0; j < entries; j++) {
+            long e = t.getLong(j * entryBytes);
+            long refcount;
+            switch (L2Entry.type(e, extendedL2)) {
+                case COMPRESSED -> {
+                    if (addend != 0) {
+                        alloc.updateRefcount(L2Entry.compressedRangeStart(e, clusterBits),
+                                L2Entry.compressedRangeLength(e, clusterBits), addend);
+                    }
+                    refcount = 2;   // compressed clusters never carry the copied flag
+                }
+                case NORMAL, ZERO_ALLOC -> {
+                    long host = L2Entry.offset(e);
+                    if (addend != 0) {
+                        alloc.updateRefcount(host, clusterSize, addend);
+                    }
+                    refcount = alloc.refcount(host);
+                }
+                default -> {
+                    continue;
+                }
+            }
+            long ne = refcount == 1 ? e | L2Entry.COPIED : e & ~L2Entry.COPIED;
+            if (ne != e) {
+                t.putLong(j * entryBytes, ne);
+                modified[0] = true;
+            }
         }
     }
 
