@@ -154,7 +154,22 @@ public final class Qcow2Check {
                 report.fix = Qcow2Repair.Mode.NONE;
             }
         }
+        // QEMU qcow2_check_refcounts: a plain comparison first ("Leaked ..." / "ERROR ..."); then, if it
+        // found anything and a repair was asked for, the counters are reset and the comparison runs again
+        // with repair ("Repairing ..."), so qemu-img prints both.
+        Qcow2Repair.Mode fix = report.fix;
+        long corruptionsBefore = report.corruptions;
+        long leaksBefore = report.leaks;
+        long checkErrorsBefore = report.checkErrors;
+        report.fix = Qcow2Repair.Mode.NONE;
         long highest = RefcountCheck.compare(ctx, onDisk);
+        report.fix = fix;
+        if (fix != Qcow2Repair.Mode.NONE && (report.leaks != 0 || report.corruptions != 0)) {
+            report.corruptions = corruptionsBefore;
+            report.leaks = leaksBefore;
+            report.checkErrors = checkErrorsBefore;
+            highest = RefcountCheck.compare(ctx, onDisk);
+        }
         if (!report.refcountFixes.isEmpty()) {
             Qcow2Repair.applyRefcountFixes(ctx, onDisk, report.refcountFixes);
             onDisk = OnDiskRefcounts.load(ctx);   // the copied flags are judged against the fixed refcounts
