@@ -5,11 +5,13 @@ import dev.shear.block.ImageFormat;
 import dev.shear.block.ImageProbe;
 import dev.shear.qcow2.CheckResult;
 import dev.shear.qcow2.Qcow2Check;
+import dev.shear.qcow2.Qcow2Repair;
 import java.io.PrintWriter;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -17,7 +19,7 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code shear check [--output=human|json] [-f FMT] [-q] IMAGE}: a read-only consistency check with
+ * {@code shear check [--output=human|json] [-f FMT] [-q] [-r leaks|all] IMAGE}: a consistency check with
  * the output, messages and exit status of {@code qemu-img check} (qcow2-format.md §12; qemu-img.c
  * {@code img_check}, {@code dump_human_image_check}, {@code dump_json_image_check}).
  *
@@ -50,7 +52,8 @@ public final class CheckCommand implements Callable<Integer> {
     @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if absent.")
     String format;
 
-    @Option(names = "-r", paramLabel = "leaks|all", description = "Repair: not available yet (refused).")
+    @Option(names = "-r", paramLabel = "leaks|all", description = "Repair leaks, or (all) also refcounts that are "
+            + "too low and wrong copied flags; anything else is refused and nothing is changed.")
     String repair;
 
     @Option(names = "-q", description = "Quiet: print no summary.")
@@ -86,8 +89,6 @@ public final class CheckCommand implements Callable<Integer> {
                 err.println("shear: Unknown option value for -r (expecting 'leaks' or 'all'): " + repair);
                 return EXIT_USAGE;
             }
-            err.println("shear: check -r " + repair + ": repair comes with the write engine");
-            return CheckResult.EXIT_CHECK_ERRORS;
         }
         // An explicit format wins; otherwise probe the magic (the user named this file, so probing is safe).
         ImageFormat requested = null;
@@ -99,17 +100,42 @@ public final class CheckCommand implements Callable<Integer> {
                 return CheckResult.EXIT_CHECK_ERRORS;
             }
         }
-        try (ImageFile file = ImageFile.open(Path.of(image), false)) {
+        try (ImageFile file = ImageFile.open(Path.of(image), repair != null)) {
             ImageFormat f = requested != null ? requested : ImageProbe.probe(file);
             if (f != ImageFormat.QCOW2) {
                 err.println("shear: This image format does not support checks");
                 return CheckResult.EXIT_NOT_SUPPORTED;
             }
             // Findings stream to stderr as they are made, like qemu-img's fprintf(stderr, ...).
-            CheckResult r = Qcow2Check.check(file, image, line -> {
+            Consumer<String> sink = line -> {
                 err.println(line);
                 err.flush();
-            });
+            };
+            CheckResult r;
+            if (repair == null) {
+                r = Qcow2Check.check(file, image, sink);
+            } else {
+                Qcow2Repair.Outcome o = Qcow2Repair.repair(file, image, repair.equals("all") ? Qcow2Repair.Mode.ALL
+                        : Qcow2Repair.Mode.LEAKS, sink);
+                if (o.refused() != null) {
+                    err.println("shear: cannot repair safely: " + o.refused() + "; nothing was changed");
+                }
+                r = o.result();
+                if (r.completed() && (r.corruptionsFixed() != 0 || r.leaksFixed() != 0)) {
+                    if (!json && !quiet) {
+                        out.print("The following inconsistencies were found and repaired:\n\n"
+                                + "    " + r.leaksFixed() + " leaked clusters\n"
+                                + "    " + r.corruptionsFixed() + " corruptions\n\n"
+                                + "Double checking the fixed image now...\n");
+                        out.flush();
+                    }
+                    CheckResult again = Qcow2Check.check(file, image, sink);
+                    r = new CheckResult(again.corruptions(), again.leaks(), again.checkErrors(),
+                            r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(), again.totalClusters(),
+                            again.allocatedClusters(), again.fragmentedClusters(), again.compressedClusters(),
+                            again.messages(), again.failure());
+                }
+            }
             // Where qemu-img's check returned an errno it prints no summary at all, only this line.
             if (!r.completed()) {
                 err.println("shear: Check failed: " + r.failure());

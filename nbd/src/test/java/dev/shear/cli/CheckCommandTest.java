@@ -1,5 +1,6 @@
 package dev.shear.cli;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -101,11 +102,14 @@ class CheckCommandTest {
     }
 
     @Test
-    void repairShouldBeRefusedClearly() throws IOException {
+    void repairOfCleanImageShouldChangeNothing() throws IOException {
         Path p = image("a.qcow2", 4, 1, 1, 1, 1);
-        Run r = shear("check", "-r", "leaks", p.toString());
-        assertEquals(1, r.exit());
-        assertEquals("shear: check -r leaks: repair comes with the write engine\n", r.err());
+        byte[] before = Files.readAllBytes(p);
+        Run plain = shear("check", p.toString());
+        Run r = shear("check", "-r", "all", p.toString());
+        assertEquals(plain.exit(), r.exit(), r.err());
+        assertEquals(plain.out(), r.out());
+        assertArrayEquals(before, Files.readAllBytes(p));
         assertEquals(1, shear("check", "-r", "some", p.toString()).exit());
     }
 

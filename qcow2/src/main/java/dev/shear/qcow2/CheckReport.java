@@ -23,6 +23,14 @@ final class CheckReport {
     long compressedClusters;
     long totalClusters;
     long imageEndOffset;
+    long leaksFixed;
+    long corruptionsFixed;
+    /** Repair mode of this run ({@link Qcow2Repair}): what may be fixed; NONE for a plain check. */
+    Qcow2Repair.Mode fix = Qcow2Repair.Mode.NONE;
+    /** Refcount fixes found by this run: {cluster, new refcount}. */
+    final List<long[]> refcountFixes = new ArrayList<>();
+    /** Table entry fixes found by this run: {file offset of the 8-byte entry, new value}. */
+    final List<long[]> entryFixes = new ArrayList<>();
 
     private final Consumer<String> sink;
     private final List<String> kept = new ArrayList<>();
@@ -72,7 +80,8 @@ final class CheckReport {
             messages = new ArrayList<>(kept);
             messages.add("(" + dropped + " further messages not kept)");
         }
-        return new CheckResult(corruptions, leaks, checkErrors, 0, 0, imageEndOffset, totalClusters,
+        return new CheckResult(corruptions, leaks, checkErrors, corruptionsFixed, leaksFixed,
+                imageEndOffset, totalClusters,
                 allocatedClusters, fragmentedClusters, compressedClusters, messages, failure);
     }
 }

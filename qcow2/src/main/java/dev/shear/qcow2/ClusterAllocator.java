@@ -74,6 +74,7 @@ final class ClusterAllocator {
     private long freeClusterIndex;                 // guarded by the metadata write lock
     private final List<long[]> pendingFrees = new ArrayList<>();   // {offset, length}; metadata lock
     private final List<long[]> reserved = new ArrayList<>();       // {cluster, count}; metadata lock
+    private long freeByteOffset;                   // next compressed byte, 0 = none; metadata write lock
 
     ClusterAllocator(ImageFile file, String resource, Qcow2Header header, RefcountTable table,
                      MetadataCache blocks, OverlapChecker overlap, TableMoveListener moveListener) {
@@ -233,10 +234,47 @@ final class ClusterAllocator {
             Refcounts.set(buf, refcountOrder, index, nv);
             blocks.markDirty(b);
             if (nv == 0) {
+                if (freeByteOffset != 0 && (freeByteOffset >>> clusterBits) == c) {
+                    freeByteOffset = 0;   // the partly filled cluster is free now: never append into it again
+                }
                 freeClusterIndex = Math.min(freeClusterIndex, c);
                 freedListener.accept(c << clusterBits);
             }
         }
+    }
+
+    /**
+     * Allocates {@code length} bytes (1 .. cluster size) for compressed data, QEMU's
+     * {@code qcow2_alloc_bytes}: from the free byte offset inside the last partly filled host cluster
+     * when they fit, else in a new cluster, continuing over the boundary when the new cluster directly
+     * follows the partial one. Every host cluster the range touches gets +1 (§6.4: the same clusters
+     * as its 512-byte sector range).
+     *
+     * @return the host byte offset of the range
+     */
+    long allocateBytes(int length) throws IOException {
+        if (length <= 0 || length > clusterSize) {
+            throw new IllegalArgumentException("length: " + length + " (expected: 1.." + clusterSize + ")");
+        }
+        long off = freeByteOffset;
+        if (off != 0 && Long.compareUnsigned(refcount(off), maxRefcount) >= 0) {
+            off = 0;   // QEMU: a cluster at the refcount maximum takes no more compressed clusters
+        }
+        long freeInCluster = off == 0 ? 0 : clusterSize - (off & (clusterSize - 1));
+        if (off == 0 || freeInCluster < length) {
+            long fresh = allocate(1);   // refcount 1: the new cluster's share of the range
+            long partialEnd = (off + clusterSize - 1) & -clusterSize;
+            if (off != 0 && partialEnd == fresh) {
+                updateRefcount(off, 1, 1);   // the range starts in the partial cluster and runs into fresh
+            } else {
+                off = fresh;
+            }
+        } else {
+            updateRefcount(off, length, 1);
+        }
+        long next = off + length;
+        freeByteOffset = (next & (clusterSize - 1)) == 0 ? 0 : next;
+        return off;
     }
 
     /** The refcount block covering {@code cluster}, created (and the table grown) if {@code create}. */

@@ -257,8 +257,15 @@ final class MappingCheck {
                 return;
             }
             if ((refcount == 1) != ((l1Entry & OFLAG_COPIED) != 0)) {
-                report.corruption("ERROR OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%s",
-                        index, l1Entry, Long.toUnsignedString(refcount));
+                boolean fix = report.fix == Qcow2Repair.Mode.ALL;
+                report.say("%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%s",
+                        fix ? "Repairing" : "ERROR", index, l1Entry, Long.toUnsignedString(refcount));
+                if (fix) {
+                    report.entryFixes.add(new long[] {layout.l1TableOffset() + index * 8L, l1Entry ^ OFLAG_COPIED});
+                    report.corruptionsFixed++;
+                } else {
+                    report.corruptions++;
+                }
             }
             if (!readL2(l2Offset, "ERROR: Could not read L2 table: %s")) {
                 return;
@@ -281,8 +288,15 @@ final class MappingCheck {
                     }
                 }
                 if ((dataRefcount == 1) != ((entry & OFLAG_COPIED) != 0)) {
-                    report.corruption("ERROR OFLAG_COPIED data cluster: l2_entry=%x refcount=%s", entry,
-                            Long.toUnsignedString(dataRefcount));
+                    boolean fix = report.fix == Qcow2Repair.Mode.ALL && !layout.externalData();
+                    report.say("%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%s", fix ? "Repairing" : "ERROR",
+                            entry, Long.toUnsignedString(dataRefcount));
+                    if (fix) {
+                        report.entryFixes.add(new long[] {l2Offset + (long) j * entryBytes, entry ^ OFLAG_COPIED});
+                        report.corruptionsFixed++;
+                    } else {
+                        report.corruptions++;
+                    }
                 }
             }
         });

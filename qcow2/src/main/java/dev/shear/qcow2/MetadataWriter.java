@@ -114,6 +114,40 @@ final class MetadataWriter implements Qcow2Allocator {
         return lazyRefcounts;
     }
 
+    // ---- for Qcow2SnapshotEngine (callers hold the write lock) ----
+
+    /** The active L1 table, live (shared with the mapper); change entries only under the write lock. */
+    long[] activeL1() {
+        return l1;
+    }
+
+    /** Reads {@code dst.remaining()} bytes of metadata at {@code hostOffset} (a snapshot's L1 table). */
+    void readMetadata(long hostOffset, ByteBuffer dst) throws IOException {
+        try {
+            file.read(hostOffset, dst);
+        } catch (IOException e) {
+            throw BlockException.io(resource, hostOffset, "metadata read", e);
+        }
+    }
+
+    /** Every L1 entry is written at the next flush. */
+    void markL1Dirty() {
+        dirtyL1Sectors.set(0, (l1.length + 63) / 64);
+    }
+
+    /** An L2 table (active or a snapshot's) through the shared cache. */
+    MetadataCache.Table loadL2(long l2Offset) throws IOException {
+        return l2Cache.get(l2Offset, l2Loader);
+    }
+
+    /** {@code t} was changed in place: written after the refcount blocks at the next flush. */
+    void markL2Dirty(MetadataCache.Table t) throws IOException {
+        l2Cache.markDirty(t);
+        if (!lazyRefcounts) {
+            l2Cache.setDependency(alloc.blockCache());
+        }
+    }
+
     // ---- before the first write ----
 
     /**

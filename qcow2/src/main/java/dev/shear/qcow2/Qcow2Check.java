@@ -79,7 +79,25 @@ public final class Qcow2Check {
         CheckReport report = new CheckReport(messages);
         String failure = null;
         try {
-            run(file, resource, CheckLayouts.read(file, header, resource, report), report);
+            run(file, resource, CheckLayouts.read(file, header, resource, report), report, null);
+        } catch (CheckFailed e) {
+            failure = e.getMessage();
+        }
+        return report.result(failure);
+    }
+
+    /**
+     * The check with repair ({@link Qcow2Repair}): as {@link #check(ImageFile, String, Consumer)}, fixing
+     * what {@code mode} allows when it is safe; otherwise {@code refused[0]} says why nothing was fixed.
+     */
+    static CheckResult checkAndRepair(ImageFile file, String resource, Qcow2Repair.Mode mode,
+                                      Consumer<String> messages, String[] refused) throws IOException {
+        Qcow2Header header = Qcow2Header.read(file, resource);
+        CheckReport report = new CheckReport(messages);
+        report.fix = mode;
+        String failure = null;
+        try {
+            run(file, resource, CheckLayouts.read(file, header, resource, report), report, refused);
         } catch (CheckFailed e) {
             failure = e.getMessage();
         }
@@ -96,15 +114,15 @@ public final class Qcow2Check {
         CheckReport report = new CheckReport(messages);
         String failure = null;
         try {
-            run(file, resource, layout, report);
+            run(file, resource, layout, report, null);
         } catch (CheckFailed e) {
             failure = e.getMessage();
         }
         return report.result(failure);
     }
 
-    private static void run(ImageFile file, String resource, CheckLayout layout, CheckReport report)
-            throws IOException, CheckFailed {
+    private static void run(ImageFile file, String resource, CheckLayout layout, CheckReport report,
+                            String[] refused) throws IOException, CheckFailed {
         // qcow2_check_read_snapshot_table: v3 entries need the 64-bit VM state and disk size fields.
         if (layout.version() >= 3) {
             for (int i = 0; i < layout.snapshots().size(); i++) {
@@ -129,9 +147,62 @@ public final class Qcow2Check {
         OnDiskRefcounts onDisk = OnDiskRefcounts.load(ctx);
 
         calculateRefcounts(ctx, mapping, onDisk);
+        if (report.fix != Qcow2Repair.Mode.NONE) {
+            String unsafe = unsafeToRepair(ctx, onDisk);
+            if (unsafe != null) {
+                refused[0] = unsafe;
+                report.fix = Qcow2Repair.Mode.NONE;
+            }
+        }
+        // QEMU qcow2_check_refcounts: a plain comparison first ("Leaked ..." / "ERROR ..."); then, if it
+        // found anything and a repair was asked for, the counters are reset and the comparison runs again
+        // with repair ("Repairing ..."), so qemu-img prints both.
+        Qcow2Repair.Mode fix = report.fix;
+        long corruptionsBefore = report.corruptions;
+        long leaksBefore = report.leaks;
+        long checkErrorsBefore = report.checkErrors;
+        report.fix = Qcow2Repair.Mode.NONE;
         long highest = RefcountCheck.compare(ctx, onDisk);
+        report.fix = fix;
+        if (fix != Qcow2Repair.Mode.NONE && (report.leaks != 0 || report.corruptions != 0)) {
+            report.corruptions = corruptionsBefore;
+            report.leaks = leaksBefore;
+            report.checkErrors = checkErrorsBefore;
+            highest = RefcountCheck.compare(ctx, onDisk);
+        }
+        if (!report.refcountFixes.isEmpty()) {
+            Qcow2Repair.applyRefcountFixes(ctx, onDisk, report.refcountFixes);
+            onDisk = OnDiskRefcounts.load(ctx);   // the copied flags are judged against the fixed refcounts
+        }
         mapping.checkCopiedFlags(onDisk);
+        if (!report.entryFixes.isEmpty()) {
+            Qcow2Repair.applyEntryFixes(ctx, report.entryFixes);
+        }
         report.imageEndOffset = (highest + 1) * clusterSize;
+    }
+
+    /**
+     * Why a repair would not be safe (see {@link Qcow2Repair}), or null: any finding of the walk so far
+     * (a corruption or check error means the computed references may be incomplete), or a referenced
+     * cluster with a stored refcount of 0 (QEMU rebuilds the refcount structure for that).
+     */
+    private static String unsafeToRepair(CheckContext ctx, OnDiskRefcounts onDisk) {
+        CheckReport report = ctx.report;
+        if (report.corruptions != 0 || report.checkErrors != 0) {
+            return report.corruptions + " corruptions and " + report.checkErrors + " check errors in the tables "
+                    + "(expected: none; the references cannot be trusted)";
+        }
+        for (long i = 0; i < ctx.computed.size(); i++) {
+            try {
+                if (onDisk.get(i) == 0 && ctx.computed.get(i) != 0) {
+                    return "cluster " + i + " is referenced but has refcount 0 (the refcount structure would have "
+                            + "to be rebuilt)";
+                }
+            } catch (OnDiskRefcounts.LookupFailed e) {
+                return "refcount of cluster " + i + ": " + e.getMessage();
+            }
+        }
+        return null;
     }
 
     /** Builds the computed refcounts (QEMU calculate_refcounts), checking each structure on the way. */

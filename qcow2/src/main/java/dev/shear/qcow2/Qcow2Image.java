@@ -694,6 +694,18 @@ public final class Qcow2Image implements BlockDevice {
         w.write(offset, src, flags);
     }
 
+    /**
+     * Writes one whole guest cluster compressed (backup targets, {@code convert -c}); stored as a normal
+     * cluster when compression gains nothing. See {@link Qcow2CompressedWriter}.
+     *
+     * @param guestClusterOffset cluster-aligned guest offset inside the disk
+     * @param wholeCluster cluster_size bytes (the last, partial cluster: those or just its bytes in the disk)
+     * @return true if stored compressed
+     */
+    public boolean writeCompressed(long guestClusterOffset, ByteBuffer wholeCluster) throws IOException {
+        return writer("compressed write").compressed().write(guestClusterOffset, wholeCluster);
+    }
+
     @Override
     public void writeZeroes(long offset, long length, int flags) throws IOException {
         Qcow2Writer w = writer("write zeroes");

@@ -56,6 +56,7 @@ final class Qcow2Writer {
     private final int version;
     private final long size;
     private final ReentrantLock[] stripes = new ReentrantLock[STRIPES];
+    private final Qcow2CompressedWriter compressed;
 
     Qcow2Writer(Qcow2Image image, MetadataWriter meta, Qcow2Header header) {
         this.image = image;
@@ -70,9 +71,15 @@ final class Qcow2Writer {
         for (int i = 0; i < STRIPES; i++) {
             stripes[i] = new ReentrantLock();
         }
+        this.compressed = new Qcow2CompressedWriter(image, this, meta, header);
     }
 
-    private ReentrantLock lockCluster(long guestCluster) {
+    Qcow2CompressedWriter compressed() {
+        return compressed;
+    }
+
+    /** Takes guest cluster {@code guestCluster}'s lock (also for {@link Qcow2CompressedWriter}). */
+    ReentrantLock lockCluster(long guestCluster) {
         ReentrantLock l = stripes[(int) (guestCluster & (STRIPES - 1))];
         l.lock();
         return l;

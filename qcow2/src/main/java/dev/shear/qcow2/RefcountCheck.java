@@ -69,9 +69,19 @@ final class RefcountCheck {
             }
             if (stored != references) {
                 boolean low = Long.compareUnsigned(stored, references) < 0;
-                report.say("%s cluster %d refcount=%s reference=%s", low ? "ERROR" : "Leaked", i,
-                        Long.toUnsignedString(stored), Long.toUnsignedString(references));
-                if (low) {
+                // QEMU compare_refcounts: a stored 0 needs a rebuild (never fixed here, see Qcow2Repair)
+                boolean fix = stored != 0 && (low ? report.fix == Qcow2Repair.Mode.ALL
+                        : report.fix != Qcow2Repair.Mode.NONE);
+                report.say("%s cluster %d refcount=%s reference=%s", fix ? "Repairing" : low ? "ERROR" : "Leaked",
+                        i, Long.toUnsignedString(stored), Long.toUnsignedString(references));
+                if (fix) {
+                    report.refcountFixes.add(new long[] {i, references});
+                    if (low) {
+                        report.corruptionsFixed++;
+                    } else {
+                        report.leaksFixed++;
+                    }
+                } else if (low) {
                     report.corruptions++;
                 } else {
                     report.leaks++;

@@ -4,7 +4,7 @@ import java.nio.ByteBuffer;
 import java.util.zip.DataFormatException;
 
 /**
- * Decompresses (and, later, compresses) one qcow2 cluster (qcow2-format.md §7).
+ * Decompresses and compresses one qcow2 cluster (qcow2-format.md §7).
  *
  * <p>The compressed bytes a reader has are {@code csize} bytes from the L2 entry: the compressed
  * stream rounded up to whole 512-byte sectors, so they usually end with bytes of the next compressed
@@ -34,8 +34,8 @@ public interface ClusterCodec {
      * Compresses one cluster for writing, QEMU's rule (qcow2-format.md §7 writer rules): the result must
      * be smaller than the cluster, else the cluster is stored uncompressed.
      *
-     * <p>Reserved for the write engine: the read path does not compress, and the implementations
-     * throw {@link UnsupportedOperationException} until it lands.
+     * <p>On entry: {@code src} holds one cluster. On success {@code src} is consumed and {@code dst}'s
+     * position advanced by the result; on -1 {@code dst}'s content is unspecified.
      *
      * @return the number of bytes written to {@code dst}, or -1 if the result does not fit in
      *         {@code dst.remaining()} (then the caller writes a normal cluster)

@@ -1,5 +1,7 @@
 package dev.shear.qcow2.compress;
 
+import com.jcraft.jzlib.GZIPException;
+import com.jcraft.jzlib.JZlib;
 import java.nio.ByteBuffer;
 import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
@@ -14,8 +16,10 @@ import java.util.zip.Inflater;
  * {@code java.util.zip.Inflater(nowrap = true)}: its 32 KiB window also accepts streams written with a
  * wider window than QEMU writes, which QEMU reads too (observed with 7.2).
  *
- * <p>The writer's half (a 4 KiB window, as QEMU deflates) is the write engine's: {@code Deflater} has no
- * window-bits parameter, so it will need a full flush every 4 KiB or another deflater.
+ * <p>Compression is QEMU's exactly ({@code qcow2_zlib_compress}): {@code deflateInit2(Z_DEFAULT_COMPRESSION,
+ * Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY)}, one {@code Z_FINISH} into the caller's buffer, "does not fit"
+ * unless the stream ends there. {@code java.util.zip.Deflater} has no window-bits parameter (it always uses
+ * 32 KiB, which QEMU 7.2 happens to read), so the writer is jzlib, a pure-Java zlib port that takes them.
  */
 public final class DeflateClusterCodec implements ClusterCodec {
     static final DeflateClusterCodec INSTANCE = new DeflateClusterCodec();
@@ -80,8 +84,35 @@ public final class DeflateClusterCodec implements ClusterCodec {
         }
     }
 
+    /** QEMU's deflate window: raw deflate (negative), 2^12 = 4 KiB (block/qcow2-threads.c). */
+    static final int WINDOW_BITS = -12;
+    /** QEMU's memLevel (zlib's maximum; the default would be 8). */
+    static final int MEM_LEVEL = 9;
+
     @Override
     public int compress(ByteBuffer src, ByteBuffer dst) {
-        throw new UnsupportedOperationException("deflate compression: not implemented (write engine)");
+        byte[] in = new byte[src.remaining()];
+        src.duplicate().get(in);
+        byte[] out = new byte[dst.remaining()];
+        com.jcraft.jzlib.Deflater deflater;
+        try {
+            deflater = new com.jcraft.jzlib.Deflater(JZlib.Z_DEFAULT_COMPRESSION, WINDOW_BITS, MEM_LEVEL);
+        } catch (GZIPException e) {
+            throw new IllegalStateException("jzlib deflateInit2: " + e.getMessage(), e);
+        }
+        try {
+            deflater.setInput(in, 0, in.length, false);
+            deflater.setOutput(out, 0, out.length);
+            int rc = deflater.deflate(JZlib.Z_FINISH);
+            if (rc != JZlib.Z_STREAM_END) {
+                return -1;   // Z_OK / Z_BUF_ERROR: the output buffer filled up before the stream ended
+            }
+            int n = (int) deflater.getTotalOut();
+            dst.put(out, 0, n);
+            src.position(src.limit());
+            return n;
+        } finally {
+            deflater.end();
+        }
     }
 }

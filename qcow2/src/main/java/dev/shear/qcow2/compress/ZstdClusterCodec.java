@@ -1,5 +1,7 @@
 package dev.shear.qcow2.compress;
 
+import com.github.luben.zstd.EndDirective;
+import com.github.luben.zstd.ZstdCompressCtx;
 import com.github.luben.zstd.ZstdDecompressCtx;
 import com.github.luben.zstd.ZstdException;
 import java.nio.ByteBuffer;
@@ -92,8 +94,48 @@ public final class ZstdClusterCodec implements ClusterCodec {
         }
     }
 
+    /** QEMU compresses with zstd's default level ({@code ZSTD_CLEVEL_DEFAULT}). */
+    static final int LEVEL = 3;
+
+    /** Per-thread compressor context (reset per cluster) and direct buffers, as for decompression. */
+    private static final ThreadLocal<CompressState> COMPRESS = ThreadLocal.withInitial(CompressState::new);
+
+    private static final class CompressState {
+        final ZstdCompressCtx ctx = new ZstdCompressCtx();
+        final State buffers = new State();
+    }
+
+    /**
+     * QEMU's {@code qcow2_zstd_compress}: the streaming API with {@code ZSTD_e_end} into a buffer of
+     * {@code dst.remaining()} bytes; a frame that does not end inside it "does not fit".
+     */
     @Override
     public int compress(ByteBuffer src, ByteBuffer dst) {
-        throw new UnsupportedOperationException("zstd compression: not implemented (write engine)");
+        CompressState state = COMPRESS.get();
+        ByteBuffer in = state.buffers.in(src.remaining()).put(src.duplicate()).flip();
+        ByteBuffer out = state.buffers.out(dst.remaining());
+        ZstdCompressCtx ctx = state.ctx;
+        ctx.reset();
+        ctx.setLevel(LEVEL);
+        try {
+            while (true) {
+                int inBefore = in.position();
+                int outBefore = out.position();
+                boolean done = ctx.compressDirectByteBufferStream(out, in, EndDirective.END);
+                if (done) {
+                    break;
+                }
+                if (!out.hasRemaining() || (in.position() == inBefore && out.position() == outBefore)) {
+                    return -1;   // the frame does not fit
+                }
+            }
+        } catch (ZstdException e) {
+            return -1;   // zstd reports "destination buffer too small" as an error
+        }
+        out.flip();
+        int n = out.remaining();
+        dst.put(out);
+        src.position(src.limit());
+        return n;
     }
 }
