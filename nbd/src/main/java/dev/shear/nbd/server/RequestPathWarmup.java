@@ -21,7 +21,8 @@ import java.util.function.BooleanSupplier;
  *
  * <p>{@code -Dshear.nbd.warmup=N} sets the number of requests (default {@value #DEFAULT_REQUESTS}:
  * off. Measured on 2 busy cores, 12k requests made the first 16 TiB map right after start slower,
- * 2.3-2.6 s vs 1.1-1.3 s, since warm-up and the client share the CPU; later maps were faster). Failures are logged and ignored: warm-up is an optimisation only.
+ * 2.3-2.6 s vs 1.1-1.3 s, since warm-up and the client share the CPU; later maps were faster).
+ * Failures are logged and ignored: warm-up is an optimisation only.
  */
 final class RequestPathWarmup {
     static final int DEFAULT_REQUESTS = 0;
