@@ -263,6 +263,7 @@ public final class ServeCommand implements Callable<Integer> {
             server = new NbdServer(config, new ExportRegistry(exports));
             exports.clear();   // the registry owns the devices now
             server.start();
+            server.warmUp();
             actualPort = socket == null ? server.port() : 0;
             if (pidFile != null) {
                 Files.writeString(pidFile, ProcessHandle.current().pid() + "\n");

@@ -62,6 +62,7 @@ public final class NbdServer implements AutoCloseable {
     private EventLoopGroup group;
     private Channel serverChannel;
     private String transport;
+    private volatile Thread warmup;
 
     public NbdServer(NbdServerConfig config, ExportRegistry exports) {
         this.config = config;
@@ -85,6 +86,27 @@ public final class NbdServer implements AutoCloseable {
     /** "epoll" or "nio". */
     public String transport() {
         return transport;
+    }
+
+    /**
+     * Starts a background thread that runs synthetic requests through the transmission path on the
+     * first export (see {@link RequestPathWarmup}), so that the first clients meet compiled code; it
+     * stops early on shutdown, which waits for it before closing the devices. Call after
+     * {@link #start}, so that readiness is not delayed. {@code -Dshear.nbd.warmup=N}, 0 for none.
+     */
+    public void warmUp() {
+        int n = RequestPathWarmup.requests();
+        if (n <= 0 || exports.all().isEmpty()) {
+            return;
+        }
+        Export export = exports.all().iterator().next();
+        Thread t = new Thread(() -> {
+            long ms = RequestPathWarmup.run(export, n, () -> shuttingDown);
+            ServerLog.debug("warmup", "requests", n, "ms", ms);
+        }, "nbd-warmup");
+        t.setDaemon(true);
+        warmup = t;
+        t.start();
     }
 
     /** Binds and starts accepting. */
@@ -181,6 +203,14 @@ public final class NbdServer implements AutoCloseable {
                 }
             }
             connections.close().awaitUninterruptibly();
+            Thread w = warmup;
+            if (w != null) {
+                try {
+                    w.join(DRAIN_TIMEOUT_MILLIS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
             ioPool.shutdown();
             try {
                 if (!ioPool.awaitTermination(DRAIN_TIMEOUT_MILLIS, TimeUnit.MILLISECONDS)) {

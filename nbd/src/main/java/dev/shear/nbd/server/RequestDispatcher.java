@@ -14,11 +14,17 @@ import dev.shear.nbd.protocol.NbdSimpleReply;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelPromise;
 import io.netty.channel.DefaultFileRegion;
+import io.netty.channel.EventLoop;
+import io.netty.channel.epoll.EpollChannelOption;
+import io.netty.channel.epoll.EpollSocketChannel;
+import io.netty.util.ReferenceCountUtil;
 import io.netty.util.ReferenceCounted;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.RejectedExecutionException;
 
 /**
  * Runs one validated request against the device and writes its replies (nbd-protocol.md §5, §6).
@@ -34,13 +40,23 @@ import java.util.List;
  * Parts built for a reply that is abandoned (device error) are released here before the error reply.
  */
 final class RequestDispatcher {
+    /** -Dshear.nbd.cork=false turns corking off (for measurements). */
+    private static final boolean CORK = Boolean.parseBoolean(System.getProperty("shear.nbd.cork", "true"));
+
     private final Channel channel;
     private final NbdSession session;
+
+    /** TCP over epoll: cork the socket around each batch of replies. */
+    private final boolean cork;
+    /** A cork is set and its removal queued. Event-loop confined. */
+    private boolean corked;
 
     RequestDispatcher(Channel channel, NbdSession session) {
         this.channel = channel;
         this.session = session;
+        this.cork = channel instanceof EpollSocketChannel && CORK;
     }
+
 
     /**
      * Runs the request; {@code payload} (WRITE only, else null) is released here in every case.
@@ -82,11 +98,7 @@ final class RequestDispatcher {
                     List<NbdReply> chunks = BlockStatusBuilder.build(r.cookie(), session.export(),
                             session.contexts(), r.offset(), r.length(),
                             r.hasFlag(NbdConstants.NBD_CMD_FLAG_REQ_ONE));
-                    ChannelFuture last = null;
-                    for (NbdReply c : chunks) {
-                        last = channel.writeAndFlush(c);
-                    }
-                    return last;
+                    return send(chunks);
                 }
                 default -> throw new IllegalStateException("unvalidated command: " + r);
             }
@@ -114,17 +126,17 @@ final class RequestDispatcher {
     /** A reply for a request that failed validation or the device. */
     ChannelFuture error(NbdRequest r, NbdError error, String message) {
         if (session.extended() || session.structured() && needsChunks(r.type())) {
-            return channel.writeAndFlush(new NbdReply.ErrorChunk(r.cookie(), r.offset(), error,
+            return send(new NbdReply.ErrorChunk(r.cookie(), r.offset(), error,
                     message == null ? error.name() : message, true));
         }
-        return channel.writeAndFlush(NbdSimpleReply.of(r.cookie(), error));
+        return send(NbdSimpleReply.of(r.cookie(), error));
     }
 
     private ChannelFuture success(NbdRequest r) {
         if (session.extended() || session.structured() && needsChunks(r.type())) {
-            return channel.writeAndFlush(new NbdReply.DoneChunk(r.cookie(), r.offset()));
+            return send(new NbdReply.DoneChunk(r.cookie(), r.offset()));
         }
-        return channel.writeAndFlush(NbdSimpleReply.of(r.cookie(), null));
+        return send(NbdSimpleReply.of(r.cookie(), null));
     }
 
     private static boolean needsChunks(int type) {
@@ -155,8 +167,8 @@ final class RequestDispatcher {
     private ChannelFuture read(BlockDevice device, NbdRequest r) throws IOException {
         boolean structured = session.structured();
         if (r.length() == 0) {
-            return structured ? channel.writeAndFlush(new NbdReply.DoneChunk(r.cookie(), r.offset()))
-                    : channel.writeAndFlush(NbdSimpleReply.of(r.cookie(), null));
+            return structured ? send(new NbdReply.DoneChunk(r.cookie(), r.offset()))
+                    : send(NbdSimpleReply.of(r.cookie(), null));
         }
         if (r.hasFlag(NbdConstants.NBD_CMD_FLAG_FUA)) {
             device.flush();   // QEMU flushes for FUA on READ
@@ -177,11 +189,11 @@ final class RequestDispatcher {
                 throw e;
             }
             if (structured) {
-                return channel.writeAndFlush(new NbdOffsetDataChunk(r.cookie(), r.offset(), r.offset(), parts, true));
+                return send(new NbdOffsetDataChunk(r.cookie(), r.offset(), r.offset(), parts, true));
             }
-            return channel.writeAndFlush(new NbdSimpleReply(r.cookie(), null, parts));
+            return send(new NbdSimpleReply(r.cookie(), null, parts));
         }
-        ChannelFuture last = null;
+        List<NbdReply> chunks = new ArrayList<>(segments.size());
         long guestOffset = r.offset();
         for (int i = 0; i < segments.size(); i++) {
             ReadSegment s = segments.get(i);
@@ -198,15 +210,75 @@ final class RequestDispatcher {
                     NbdError error = NbdErrors.toWire(e.kind(), r.type(), r.flags());
                     ServerLog.warn("request-error", "conn", session.connectionId(), "request", r,
                             "error", error, "kind", e.kind(), "message", e.getMessage());
-                    return channel.writeAndFlush(new NbdReply.ErrorChunk(r.cookie(), r.offset(), error,
-                            e.detail(), true));
+                    chunks.add(new NbdReply.ErrorChunk(r.cookie(), r.offset(), error, e.detail(), true));
+                    return send(chunks);
+                } catch (IOException | RuntimeException e) {
+                    releaseAll(chunks);
+                    throw e;
                 }
                 chunk = new NbdOffsetDataChunk(r.cookie(), r.offset(), guestOffset, List.of(part), done);
             }
-            last = channel.writeAndFlush(chunk);
+            chunks.add(chunk);
             guestOffset += s.length();
         }
+        return send(chunks);
+    }
+
+    /** Sends one reply message: see {@link #send(List)}. */
+    private ChannelFuture send(NbdReply reply) {
+        return send(List.of(reply));
+    }
+
+    /**
+     * Writes the chunks of one reply in order and flushes once, in a single event-loop task: one
+     * cross-thread hand-off and one flush per reply instead of one per chunk. On TCP the socket is
+     * corked for the rest of the event loop's current batch of tasks ({@link #corkForBatch}), so that
+     * chunk headers and their sendfile data, and the replies completed meanwhile, leave in full segments.
+     *
+     * @return the future of the last chunk's write
+     */
+    private ChannelFuture send(List<NbdReply> chunks) {
+        EventLoop loop = channel.eventLoop();
+        ChannelPromise last = channel.newPromise();
+        Runnable task = () -> {
+            corkForBatch();
+            int n = chunks.size();
+            for (int i = 0; i < n - 1; i++) {
+                channel.write(chunks.get(i), channel.voidPromise());
+            }
+            channel.writeAndFlush(chunks.get(n - 1), last);
+        };
+        if (loop.inEventLoop()) {
+            task.run();
+        } else {
+            try {
+                loop.execute(task);
+            } catch (RejectedExecutionException e) {
+                releaseAll(chunks);   // the loop is gone: so is the channel
+                last.setFailure(e);
+            }
+        }
         return last;
+    }
+
+    /**
+     * TCP only: sets TCP_CORK and queues its removal behind the tasks already queued on the event loop,
+     * i.e. the replies completed so far. Event-loop confined; a no-op on Unix sockets and NIO.
+     */
+    private void corkForBatch() {
+        if (!cork || corked) {
+            return;
+        }
+        if (!channel.isActive() || !channel.config().setOption(EpollChannelOption.TCP_CORK, true)) {
+            return;
+        }
+        corked = true;
+        channel.eventLoop().execute(() -> {
+            corked = false;
+            if (channel.isOpen()) {
+                channel.config().setOption(EpollChannelOption.TCP_CORK, false);
+            }
+        });
     }
 
     /** One segment as a ByteBuf or FileRegion owned by the caller. */
@@ -230,9 +302,9 @@ final class RequestDispatcher {
         }
     }
 
-    private static void releaseAll(List<ReferenceCounted> parts) {
-        for (ReferenceCounted p : parts) {
-            p.release();
+    private static void releaseAll(List<?> parts) {
+        for (Object p : parts) {
+            ReferenceCountUtil.release(p);
         }
     }
 
