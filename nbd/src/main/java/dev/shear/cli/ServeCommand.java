@@ -399,7 +399,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         // qcow2 exports are read-only until the qcow2 write engine lands.
         boolean readOnlyOpen = ro || actual == ImageFormat.QCOW2;
-        BlockDevice device = opener.open(path, actual, readOnlyOpen, snap);
+        BlockDevice device = TrackedExports.stack(opener.open(path, actual, readOnlyOpen, snap), readOnlyOpen);
         DirtyBitmapSource exported;
         try {
             exported = exportedBitmaps(device, bitmapNames);
@@ -420,6 +420,14 @@ public final class ServeCommand implements Callable<Integer> {
     private static DirtyBitmapSource exportedBitmaps(BlockDevice device, List<String> names) throws IOException {
         if (names.isEmpty()) {
             return DirtyBitmapSource.NONE;
+        }
+        dev.shear.bitmap.BitmapManager tracked = dev.shear.bitmap.BitmapManager.of(device);
+        if (tracked != null) {   // a writable qcow2 export (TrackedExports): its live bitmaps
+            List<DirtyBitmap> live = new ArrayList<>();
+            for (String n : new LinkedHashSet<>(names)) {
+                live.add(tracked.require(n));
+            }
+            return BitmapExports.of(live);
         }
         if (!(device instanceof Qcow2Image image)) {
             throw BlockException.invalid(device.name(), -1, "bitmap '%s': not found (expected: a qcow2 image; "
