@@ -204,6 +204,28 @@ class BitmapManagerTest {
         assertEquals(2 * 65536, onDisk(image).require("c1").dirtyBytes());
     }
 
+    /** Autoclear bit 0 found clear (a program without bitmap support wrote the image): dropped, as QEMU. */
+    @Test
+    void aStaleBitmapsExtensionShouldBeReportedThenDroppedByAReadWriteSession() throws IOException {
+        addOffline("a", 65536, true);
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(image,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.allocate(8), 88);    // autoclear_features = 0
+        }
+        assertNotNull(onDisk(image).warning());
+        assertEquals(PersistentBitmaps.Status.INCONSISTENT, onDisk(image).find("a").status());
+        BitmapManager m = BitmapManager.open(rw(image), BitmapManager.Mode.TRACKING);
+        assertNotNull(m.warning());
+        assertTrue(m.list().isEmpty());
+        PersistentBitmaps during = onDisk(image);
+        assertNull(during.warning());
+        assertTrue(during.entries().isEmpty(), "the stale extension is gone before any write");
+        m.add("b", 0, true);
+        m.device().write(0, ByteBuffer.allocate(512), 0);
+        m.device().close();
+        assertEquals(List.of("b"), onDisk(image).entries().stream().map(PersistentBitmaps.Entry::name).toList());
+    }
+
     private static void assertMessage(org.junit.jupiter.api.function.Executable e, String part) {
         BlockException x = assertThrows(BlockException.class, e);
         assertTrue(x.getMessage().contains(part), x.getMessage());
