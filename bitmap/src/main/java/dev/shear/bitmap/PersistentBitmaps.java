@@ -205,21 +205,81 @@ public final class PersistentBitmaps {
      */
     public static void store(BitmapStorage storage, PersistentBitmaps previous, List<DirtyBitmap> bitmaps,
             long oldDirectoryOffset, long oldDirectorySize) throws IOException {
-        int clusterBits = storage.clusterBits();
-        int clusterSize = 1 << clusterBits;
-        List<BitmapDirectoryEntry> keep = new ArrayList<>();
-        Set<String> names = new HashSet<>();
+        List<Slot> slots = new ArrayList<>();
+        for (DirtyBitmap b : bitmaps) {
+            slots.add(Slot.live(b));
+        }
+        List<BitmapDirectoryEntry> freed = new ArrayList<>();
         for (Entry e : previous.entries()) {
             if (e.status() != Status.USABLE) {
-                keep.add(e.entry());
-                names.add(e.name());
+                slots.add(Slot.kept(e.entry()));
+            } else {
+                freed.add(e.entry());
             }
         }
-        for (DirtyBitmap b : bitmaps) {
-            checkStorable(b, storage, names);
+        writeDirectory(storage, slots, false, freed, oldDirectoryOffset, oldDirectorySize);
+    }
+
+    /**
+     * One directory position: a live bitmap (new data clusters and table are written for it) or an
+     * entry kept verbatim (its table and data stay where they are: inconsistent or unsupported
+     * bitmaps carried over, or a live bitmap's current on-disk entry when only its flags change).
+     */
+    public record Slot(DirtyBitmap live, BitmapDirectoryEntry kept) {
+        public static Slot live(DirtyBitmap b) {
+            return new Slot(b, null);
+        }
+
+        public static Slot kept(BitmapDirectoryEntry e) {
+            return new Slot(null, e);
+        }
+
+        String name() {
+            return live != null ? live.name() : kept.name();
+        }
+    }
+
+    /**
+     * The directory as committed.
+     *
+     * @param entries the entries, one per slot, in slot order
+     * @param offset  directory offset, 0 when there are no bitmaps
+     * @param size    directory size in bytes
+     */
+    public record Directory(List<BitmapDirectoryEntry> entries, long offset, long size) {
+        public static final Directory NONE = new Directory(List.of(), 0, 0);
+    }
+
+    /**
+     * The store protocol of {@link BitmapStorage} for an arbitrary directory, in {@code slots} order
+     * (QEMU keeps the directory order and appends new bitmaps). New flags of live bitmaps: {@code auto}
+     * if enabled, plus {@code in_use} when {@code inUse} (a store while the image stays open read-write
+     * for tracking: what is on disk is a snapshot, not the truth after a crash). After the commit, the
+     * tables and data of {@code freed} and the old directory are freed.
+     */
+    public static Directory writeDirectory(BitmapStorage storage, List<Slot> slots, boolean inUse,
+            List<BitmapDirectoryEntry> freed, long oldDirectoryOffset, long oldDirectorySize) throws IOException {
+        int clusterBits = storage.clusterBits();
+        int clusterSize = 1 << clusterBits;
+        Set<String> names = new HashSet<>();
+        for (Slot s : slots) {
+            if (s.kept() != null && !names.add(s.kept().name())) {
+                throw BlockException.invalid(storage.resource(), -1, "bitmap '%s': name already used "
+                        + "(expected: unique)", s.kept().name());
+            }
+        }
+        for (Slot s : slots) {
+            if (s.live() != null) {
+                checkStorable(s.live(), storage, names);
+            }
         }
         List<BitmapDirectoryEntry> dir = new ArrayList<>();
-        for (DirtyBitmap b : bitmaps) {
+        for (Slot s : slots) {
+            if (s.kept() != null) {
+                dir.add(s.kept());
+                continue;
+            }
+            DirtyBitmap b = s.live();
             long[] table = BitmapCodec.encode(b, clusterBits, (index, cluster) -> {
                 long host = storage.allocate(1);
                 storage.write(host, cluster);
@@ -228,11 +288,11 @@ public final class PersistentBitmaps {
             int tableClusters = (int) (((long) table.length * 8 + clusterSize - 1) >>> clusterBits);
             long tableOffset = storage.allocate(tableClusters);
             storage.write(tableOffset, BitmapTable.encode(table));
-            int flags = b.isEnabled() ? BitmapDirectoryEntry.FLAG_AUTO : 0;
+            int flags = (b.isEnabled() ? BitmapDirectoryEntry.FLAG_AUTO : 0)
+                    | (inUse ? BitmapDirectoryEntry.FLAG_IN_USE : 0);
             dir.add(new BitmapDirectoryEntry(tableOffset, table.length, flags, BitmapDirectoryEntry.TYPE_DIRTY_TRACKING,
                     b.granularityBits(), b.name(), null));
         }
-        dir.addAll(keep);
         storage.flush();
         long dirOffset = 0;
         long dirSize = 0;
@@ -243,7 +303,8 @@ public final class PersistentBitmaps {
             storage.write(dirOffset, encoded);
         }
         storage.commitDirectory(dir.size(), dirOffset, dirSize);
-        freeOld(storage, previous, oldDirectoryOffset, oldDirectorySize);
+        freeOld(storage, freed, oldDirectoryOffset, oldDirectorySize);
+        return new Directory(List.copyOf(dir), dirOffset, dirSize);
     }
 
     /** QEMU's store-time constraints (§4.3 step 1), before anything is allocated. */
@@ -273,28 +334,37 @@ public final class PersistentBitmaps {
     }
 
     /** Frees the replaced structures: old directory, and tables + data of bitmaps that were USABLE. */
-    private static void freeOld(BitmapStorage storage, PersistentBitmaps previous, long dirOffset, long dirSize)
+    private static void freeOld(BitmapStorage storage, List<BitmapDirectoryEntry> freed, long dirOffset, long dirSize)
             throws IOException {
+        for (BitmapDirectoryEntry d : freed) {
+            freeBitmap(storage, d);
+        }
+        if (dirOffset != 0 && dirSize > 0) {
+            int clusterBits = storage.clusterBits();
+            long clusterSize = 1L << clusterBits;
+            storage.free(dirOffset, (int) ((dirSize + clusterSize - 1) >>> clusterBits));
+        }
+    }
+
+    /**
+     * Frees one bitmap's data clusters and table (after a directory without it was committed). Table
+     * entries that are not plain data offsets (all-ones, reserved bits) own no cluster.
+     */
+    public static void freeBitmap(BitmapStorage storage, BitmapDirectoryEntry d) throws IOException {
         int clusterBits = storage.clusterBits();
         long clusterSize = 1L << clusterBits;
-        for (Entry e : previous.entries()) {
-            if (e.status() != Status.USABLE) {
-                continue;
-            }
-            BitmapDirectoryEntry d = e.entry();
-            int n = d.tableSize();
-            ByteBuffer t = ByteBuffer.allocate(n * 8);
-            storage.read(d.tableOffset(), t);
-            for (int i = 0; i < n; i++) {
-                long host = BitmapTable.dataOffset(t.getLong(i * 8));
+        int n = d.tableSize();
+        ByteBuffer t = ByteBuffer.allocate(n * 8);
+        storage.read(d.tableOffset(), t);
+        for (int i = 0; i < n; i++) {
+            long e = t.getLong(i * 8);
+            if ((e & BitmapTable.RESERVED_MASK) == 0) {
+                long host = BitmapTable.dataOffset(e);
                 if (host != 0) {
                     storage.free(host, 1);
                 }
             }
-            storage.free(d.tableOffset(), (int) ((n * 8L + clusterSize - 1) >>> clusterBits));
         }
-        if (dirOffset != 0 && dirSize > 0) {
-            storage.free(dirOffset, (int) ((dirSize + clusterSize - 1) >>> clusterBits));
-        }
+        storage.free(d.tableOffset(), (int) ((n * 8L + clusterSize - 1) >>> clusterBits));
     }
 }

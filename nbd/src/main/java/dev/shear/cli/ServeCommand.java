@@ -400,8 +400,9 @@ public final class ServeCommand implements Callable<Integer> {
         }
         // qcow2 and raw alike: writable unless -r / ,ro; a snapshot (-l) is opened read-only by the
         // caller. The device's capabilities decide the transmission flags (Export#transmissionFlags).
+        // Writable qcow2 exports get the dirty tracker, so every enabled bitmap records their writes.
         boolean readOnlyOpen = ro || snap != null;
-        BlockDevice device = opener.open(path, actual, readOnlyOpen, snap);
+        BlockDevice device = TrackedExports.stack(opener.open(path, actual, readOnlyOpen, snap), readOnlyOpen);
         DirtyBitmapSource exported;
         try {
             exported = exportedBitmaps(device, bitmapNames);
@@ -422,6 +423,14 @@ public final class ServeCommand implements Callable<Integer> {
     private static DirtyBitmapSource exportedBitmaps(BlockDevice device, List<String> names) throws IOException {
         if (names.isEmpty()) {
             return DirtyBitmapSource.NONE;
+        }
+        dev.shear.bitmap.BitmapManager tracked = dev.shear.bitmap.BitmapManager.of(device);
+        if (tracked != null) {   // a writable qcow2 export (TrackedExports): its live bitmaps
+            List<DirtyBitmap> live = new ArrayList<>();
+            for (String n : new LinkedHashSet<>(names)) {
+                live.add(tracked.require(n));
+            }
+            return BitmapExports.of(live);
         }
         if (!(device instanceof Qcow2Image image)) {
             throw BlockException.invalid(device.name(), -1, "bitmap '%s': not found (expected: a qcow2 image; "
