@@ -134,8 +134,8 @@ public final class Qcow2Scratch implements ScratchTarget {
         checkOpen();
         Boolean zero = index.get(clusterIndex);
         if (zero == null) {
-            throw BlockException.io(name(), offsetOf(clusterIndex), "scratch: cluster " + clusterIndex
-                    + " not stored", null);
+            throw new BlockException(BlockErrorKind.IO, name(), offsetOf(clusterIndex), "scratch: cluster "
+                    + clusterIndex + " not stored (expected: a cluster put before)");
         }
         if (zero) {
             while (dst.hasRemaining()) {
