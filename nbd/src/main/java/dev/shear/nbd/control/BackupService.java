@@ -291,11 +291,24 @@ public final class BackupService {
 
     // ---- checkpoints
 
-    public List<CheckpointProvider.Checkpoint> listCheckpoints(String export) {
-        return disk(export).checkpoints().list();
+    public List<Map<String, Object>> listCheckpoints(String export) {
+        List<Map<String, Object>> out = new ArrayList<>();
+        for (CheckpointProvider.Checkpoint c : disk(export).checkpoints().list()) {
+            out.add(describe(c));
+        }
+        return out;
     }
 
-    public CheckpointProvider.Checkpoint addCheckpoint(String export, ControlRequests.AddCheckpoint r)
+    private static Map<String, Object> describe(CheckpointProvider.Checkpoint c) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("name", c.name());
+        m.put("parent", c.parent());
+        m.put("created", c.created().toString());
+        m.put("description", c.description());
+        return m;
+    }
+
+    public Map<String, Object> addCheckpoint(String export, ControlRequests.AddCheckpoint r)
             throws IOException {
         ManagedDisk d = disk(export);
         require(r.name(), "name");
@@ -304,7 +317,7 @@ public final class BackupService {
         }
         try {
             // A quiesced instant: the snapshot gate drains writes, no snapshot is kept.
-            return d.checkpoints().create(r.name(), r.description());
+            return describe(d.checkpoints().create(r.name(), r.description()));
         } catch (BlockException e) {
             throw ControlException.badRequest(e.getMessage(), "name");
         }
