@@ -18,7 +18,7 @@ import picocli.CommandLine.Command;
 @Command(name = "shear", mixinStandardHelpOptions = true, versionProvider = ShearMain.Version.class,
         description = "A standalone NBD backup server with its own qcow2 engine.",
         subcommands = {CommandLine.HelpCommand.class, InfoCommand.class, MapCommand.class, CheckCommand.class,
-            CreateCommand.class, CtlCommand.class})
+            CreateCommand.class, CtlCommand.class, DemoCommand.class})
 public final class ShearMain {
     public static final int EXIT_OK = 0;
     public static final int EXIT_ERROR = 1;

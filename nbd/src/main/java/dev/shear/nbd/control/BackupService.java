@@ -333,7 +333,13 @@ public final class BackupService {
 
     // ---- backups
 
-    public Map<String, Object> beginBackup(ControlRequests.BeginBackup r) throws IOException {
+    /** Begins a pull backup of {@code export} since {@code since}, creating {@code checkpoint} (the demo). */
+    public Map<String, Object> beginPull(String export, String since, String checkpoint) throws IOException {
+        return beginBackup(new ControlRequests.BeginBackup(export, "pull", since, checkpoint, null, null, null, null,
+                null, null, null));
+    }
+
+    Map<String, Object> beginBackup(ControlRequests.BeginBackup r) throws IOException {
         require(r.export(), "export");
         String type = r.type() == null ? "pull" : r.type();
         if (!type.equals("pull") && !type.equals("push")) {
