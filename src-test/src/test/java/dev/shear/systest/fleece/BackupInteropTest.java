@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.shear.systest.tools.RequiresTools;
 import dev.shear.systest.tools.ShearProcess;
 import dev.shear.systest.tools.Tool;
+import dev.shear.systest.tools.ToolResult;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -178,6 +179,25 @@ class BackupInteropTest {
         assertEquals(1, scratchFiles());
         server.terminate();
         assertEquals(0, server.awaitExit(Duration.ofSeconds(30)), server.stderr());
+        assertEquals(0, scratchFiles());
+    }
+
+    @Test
+    void brokenSnapshotShouldFailReadsWithEio() throws IOException {
+        // Room for one 64 KiB cluster: the second copy finds the scratch full and breaks the snapshot.
+        JsonNode job = ok("POST", "/backups", "{\"export\":\"vda\",\"scratchCapacity\":65536,"
+                + "\"scratch\":\"spill-none\"}");
+        qemuIo("write -P 0x01 0 64k");
+        qemuIo("write -P 0x02 1M 64k");
+        ToolResult r = Tool.named("qemu-io").run("-r", "-f", "raw", "-c", "read 0 64k", uri("vda-backup"));
+        assertTrue(r.stdout().contains("Input/output error") || r.stderr().contains("Input/output error"),
+                r.stdout() + r.stderr());
+        JsonNode status = ok("GET", "/jobs/" + job.get("id").asText(), null);
+        assertFalse(status.get("snapshot").get("broken").isNull(), status.toString());
+        // The guest was not hurt (break-snapshot): the live export has the new data.
+        Tool.named("qemu-io").check("-r", "-f", "raw", "-c", "read -P 0x02 1M 64k", uri("vda"));
+        JsonNode ended = ok("DELETE", "/backups/" + job.get("id").asText(), null);
+        assertEquals("failed", ended.get("state").asText());
         assertEquals(0, scratchFiles());
     }
 
