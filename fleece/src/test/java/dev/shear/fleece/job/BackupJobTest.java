@@ -170,6 +170,66 @@ class BackupJobTest {
     }
 
     @Test
+    void abortOfARunningPushShouldDeleteTheTargetAndReleaseTheDisk() throws IOException {
+        disk.close();
+        BlockDevice raw = RawImage.open(dir.resolve("disk.raw"), true);
+        BlockDevice slow = new BlockDevice() {
+            @Override
+            public String name() {
+                return raw.name();
+            }
+
+            @Override
+            public long size() {
+                return raw.size();
+            }
+
+            @Override
+            public dev.shear.block.BlockCapabilities capabilities() {
+                return raw.capabilities();
+            }
+
+            @Override
+            public void read(long offset, ByteBuffer dst) throws IOException {
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                raw.read(offset, dst);
+            }
+
+            @Override
+            public void blockStatus(long offset, long length, dev.shear.block.ExtentSink sink) throws IOException {
+                raw.blockStatus(offset, length, sink);
+            }
+
+            @Override
+            public void write(long offset, ByteBuffer src, int flags) throws IOException {
+                raw.write(offset, src, flags);
+            }
+
+            @Override
+            public void close() throws IOException {
+                raw.close();
+            }
+        };
+        disk = ManagedDisk.wrap("vda", slow, List.of(), CLUSTER);
+        Path target = dir.resolve("aborted.qcow2");
+        PushBackupJob job = PushBackupJob.begin("p", disk, null, null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT, target, null, false);
+        List<JobEvent> events = new ArrayList<>();
+        job.addListener(events::add);
+        job.end();
+        assertEquals(JobState.ABORTED, job.state());
+        assertTrue(job.progress().doneBytes() < job.progress().totalBytes());
+        assertEquals("aborted", events.get(events.size() - 1).type());
+        assertFalse(Files.exists(target));
+        assertEquals(0, scratchFiles());
+        assertNull(disk.owner());
+    }
+
+    @Test
     void pushWithCompressionShouldBeRefusedClearly() throws IOException {
         BlockException e = assertThrows(BlockException.class, () -> PushBackupJob.begin("p", disk, null, null,
                 scratch(ScratchSpec.Kind.SPILL_LZ4), CbwPolicy.BREAK_SNAPSHOT, dir.resolve("c.qcow2"), null, true));
