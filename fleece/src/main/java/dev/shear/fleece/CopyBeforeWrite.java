@@ -11,6 +11,8 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Objects;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 /**
  * Copy-before-write ("fleecing"): a decorator of the live device that, while a snapshot is active,
@@ -140,6 +142,11 @@ public final class CopyBeforeWrite implements BlockDevice {
      */
     public SnapshotView startSnapshot(SnapshotOptions options, ScratchTarget scratch, Runnable atSnapshotPoint)
             throws IOException {
+        return startSnapshot(options, scratch, atSnapshotPoint, null);
+    }
+
+    private SnapshotView startSnapshot(SnapshotOptions options, ScratchTarget scratch, Runnable atSnapshotPoint,
+            Consumer<SnapshotState> atPointWithState) throws IOException {
         Objects.requireNonNull(options, "options");
         Objects.requireNonNull(scratch, "scratch");
         int clusterSize = copyGranularity(live, options.limits());
@@ -158,6 +165,9 @@ public final class CopyBeforeWrite implements BlockDevice {
                 if (atSnapshotPoint != null) {
                     atSnapshotPoint.run();
                 }
+                if (atPointWithState != null) {
+                    atPointWithState.accept(s);
+                }
                 active = s;
                 started = true;
             } finally {
@@ -169,6 +179,24 @@ public final class CopyBeforeWrite implements BlockDevice {
                 scratch.close();   // the view would have owned it
             }
         }
+    }
+
+    /**
+     * As {@link #startSnapshot(SnapshotOptions, ScratchTarget, Runnable)}, for an incremental snapshot
+     * whose bitmap keeps changing until the snapshot point: {@code options.selection()} is expanded
+     * before the barrier (the long walk), then {@code atSnapshotPoint} runs inside it and returns the
+     * clusters dirtied since that walk (or null), which are added to the selection before
+     * copy-before-write starts. So the snapshot covers exactly the bitmap as frozen at the point.
+     */
+    public SnapshotView startSnapshotCovering(SnapshotOptions options, ScratchTarget scratch,
+            Supplier<CopySelection> atSnapshotPoint) throws IOException {
+        Objects.requireNonNull(atSnapshotPoint, "atSnapshotPoint");
+        return startSnapshot(options, scratch, null, st -> {
+            CopySelection extra = atSnapshotPoint.get();
+            if (extra != null) {
+                st.cover(extra);
+            }
+        });
     }
 
     /** Ends {@code s}: copy-before-write stops, the view answers SHUTDOWN, the scratch is closed. */

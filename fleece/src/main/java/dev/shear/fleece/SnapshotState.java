@@ -27,7 +27,8 @@ final class SnapshotState {
     final CopyState copyState;
     /** Per-cluster shared/exclusive locks. */
     final ClusterLocks locks;
-    final long coveredClusters;
+    /** Clusters covered; final once the snapshot is active (set under the gate's exclusive lock before). */
+    long coveredClusters;
 
     /** The first failure that broke the snapshot; set once (compare-and-set), never cleared. */
     private final AtomicReference<BlockException> broken = new AtomicReference<>();
@@ -62,6 +63,19 @@ final class SnapshotState {
         }
         this.locks = new ClusterLocks(lockStripes);
         this.copyBuffers = ThreadLocal.withInitial(() -> ByteBuffer.allocate(clusterSize));
+    }
+
+    /**
+     * Adds {@code extra}'s clusters to the selection. On entry: the snapshot is not active yet and no
+     * writer can see this state (the caller holds the gate exclusively), so every cluster is still
+     * NEEDED or NOT_COVERED.
+     */
+    void cover(CopySelection extra) {
+        if (extra instanceof CopySelection.All || coveredClusters == clusterCount) {
+            return;
+        }
+        extra.select(copyState, clusterBits, size);
+        coveredClusters = copyState.count(CopyState.NEEDED);
     }
 
     long clusterStart(long cluster) {

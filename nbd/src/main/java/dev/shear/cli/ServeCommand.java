@@ -7,6 +7,9 @@ import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
 import dev.shear.block.ImageFormat;
 import dev.shear.block.ImageProbe;
+import dev.shear.fleece.job.ManagedDisk;
+import dev.shear.nbd.control.BackupService;
+import dev.shear.nbd.control.ControlServer;
 import dev.shear.nbd.server.BitmapExports;
 import dev.shear.nbd.server.DeviceOpener;
 import dev.shear.nbd.server.DirtyBitmapSource;
@@ -122,6 +125,10 @@ public final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--export", paramLabel = "NAME=IMAGE[,ro][,bitmap=B]", description = "Another export (repeatable).")
     List<String> extraExports = new ArrayList<>();
+
+    @Option(names = "--control", paramLabel = "SOCKET",
+            description = "Serve the control API (HTTP + JSON) on this Unix socket.")
+    Path control;
 
     @Option(names = "--tls-creds", paramLabel = "DIR|ID", description = "x509 directory, or the id of an --object.")
     String tlsCreds;
@@ -260,10 +267,21 @@ public final class ServeCommand implements Callable<Integer> {
                 exports.clear();
                 return forkAndWait();
             }
-            server = new NbdServer(config, new ExportRegistry(exports));
+            Map<String, ManagedDisk> managed = new LinkedHashMap<>();
+            if (control != null) {
+                exports.replaceAll(e -> BackupService.manage(e, List.of(), managed));
+            }
+            ExportRegistry registry = new ExportRegistry(exports);
+            server = new NbdServer(config, registry);
             exports.clear();   // the registry owns the devices now
             server.start();
             server.warmUp();
+            if (control != null) {
+                BackupService service = new BackupService(registry, control.toAbsolutePath().getParent(),
+                        config.unixSocket() == null ? null : config.unixSocket().toString());
+                service.addDisks(managed);
+                controlServer = new ControlServer(control, service).start();
+            }
             actualPort = socket == null ? server.port() : 0;
             if (pidFile != null) {
                 Files.writeString(pidFile, ProcessHandle.current().pid() + "\n");
@@ -613,9 +631,22 @@ public final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /** The control API server, or null; set once before the signal handlers are installed. */
+    private static volatile ControlServer controlServer;
+
     private static void stopAsync(NbdServer server, String reason) {
         Thread t = new Thread(() -> {
             ServerLog.info("stopping", "reason", reason);
+            ControlServer cs = controlServer;
+            if (cs != null) {
+                // Backups end first: their snapshots and scratch files go before the devices close.
+                cs.service().endAll();
+                try {
+                    cs.close();
+                } catch (IOException e) {
+                    ServerLog.warn("control-close-failed", "message", e.getMessage());
+                }
+            }
             try {
                 server.shutdown();
             } catch (IOException e) {

@@ -19,7 +19,7 @@ import picocli.CommandLine.Command;
         description = "A standalone NBD backup server with its own qcow2 engine.",
         subcommands = {CommandLine.HelpCommand.class, InfoCommand.class, MapCommand.class, CheckCommand.class,
             CreateCommand.class, ConvertCommand.class, SnapshotCommand.class, BitmapCommand.class,
-            CheckpointCommand.class})
+            CheckpointCommand.class, CtlCommand.class, DemoCommand.class})
 public final class ShearMain {
     public static final int EXIT_OK = 0;
     public static final int EXIT_ERROR = 1;

@@ -64,6 +64,7 @@ final class RequestDispatcher {
      * @return the future of the last reply written
      */
     ChannelFuture execute(NbdRequest r, ByteBuf payload) {
+        long startNanos = System.nanoTime();
         try {
             BlockDevice device = session.export().device();
             switch (r.type()) {
@@ -120,6 +121,8 @@ final class RequestDispatcher {
             if (payload != null) {
                 payload.release();
             }
+            boolean moves = r.type() == NbdConstants.NBD_CMD_READ || r.type() == NbdConstants.NBD_CMD_WRITE;
+            NbdMetrics.record(r.type(), moves ? r.length() : 0, System.nanoTime() - startNanos);
         }
     }
 

@@ -1,0 +1,44 @@
+package dev.shear.nbd.control;
+
+import java.util.List;
+
+/** The JSON bodies the control API accepts; unknown fields are refused (400, naming the field). */
+final class ControlRequests {
+    private ControlRequests() {
+    }
+
+    /**
+     * POST /backups.
+     *
+     * @param export          the live export to back up (required)
+     * @param type            "pull" (default) or "push"
+     * @param since           checkpoint to start from (incremental), or null for full
+     * @param checkpoint      checkpoint to create at the snapshot point, or null
+     * @param scratch         "qcow2", "spill-lz4" (default), "spill-zstd", "spill-none"
+     * @param scratchPath     scratch file to create, or null for a temporary one
+     * @param scratchCapacity most bytes the scratch may use, or null for unbounded
+     * @param policy          "break-snapshot" (default) or "break-guest-write"
+     * @param target          push: the qcow2 file to create
+     * @param backing         push: backing file recorded in the target (the previous backup), or null
+     * @param compress        push: compressed clusters (refused in this build)
+     */
+    record BeginBackup(String export, String type, String since, String checkpoint, String scratch,
+            String scratchPath, Long scratchCapacity, String policy, String target, String backing, Boolean compress) {
+    }
+
+    /** POST /exports: open an image and serve it. */
+    record AddExport(String name, String image, String format, Boolean readOnly) {
+    }
+
+    /** POST /exports/{name}/bitmaps. */
+    record AddBitmap(String name, Long granularity, Boolean enabled) {
+    }
+
+    /** POST /exports/{name}/bitmaps/{bitmap}/merge. */
+    record MergeBitmaps(List<String> sources) {
+    }
+
+    /** POST /exports/{name}/checkpoints. */
+    record AddCheckpoint(String name, String description) {
+    }
+}
