@@ -9,7 +9,6 @@ import dev.shear.qcow2.Images;
 import dev.shear.qcow2.Qcow2CreateOptions;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -76,7 +75,7 @@ public final class ConvertCommand implements Callable<Integer> {
             case "raw" -> false;
             default -> throw usage("-O: " + outputFormat + " (expected: qcow2 or raw)");
         };
-        Map<String, String> opts = parseOptions(options);
+        Map<String, String> opts = CreateOptions.parse(spec, options);
         if (!qcow2 && (compress || backing != null || !opts.isEmpty())) {
             throw usage("-O raw: takes no -c, -o or -B (expected: -O qcow2)");
         }
@@ -128,25 +127,5 @@ public final class ConvertCommand implements Callable<Integer> {
 
     private CommandLine.ParameterException usage(String message) {
         return new CommandLine.ParameterException(spec.commandLine(), message);
-    }
-
-    private Map<String, String> parseOptions(String[] raw) {
-        Map<String, String> out = new LinkedHashMap<>();
-        if (raw == null) {
-            return out;
-        }
-        for (String group : raw) {
-            for (String kv : group.split(",")) {
-                if (kv.isEmpty()) {
-                    continue;
-                }
-                int eq = kv.indexOf('=');
-                if (eq <= 0) {
-                    throw usage("-o: " + kv + " (expected: key=value)");
-                }
-                out.put(kv.substring(0, eq), kv.substring(eq + 1));
-            }
-        }
-        return out;
     }
 }

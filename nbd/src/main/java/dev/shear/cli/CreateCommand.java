@@ -8,7 +8,6 @@ import dev.shear.qcow2.Qcow2Creator;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -57,7 +56,7 @@ public final class CreateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        Map<String, String> opts = parseOptions(options);
+        Map<String, String> opts = CreateOptions.parse(spec, options);
         Path path = Path.of(image);
         switch (format) {
             case "raw" -> {
@@ -131,26 +130,5 @@ public final class CreateCommand implements Callable<Integer> {
         try (BlockDevice d = Images.open(b, f, true, null)) {
             return d.size();
         }
-    }
-
-    private Map<String, String> parseOptions(String[] raw) {
-        Map<String, String> out = new LinkedHashMap<>();
-        if (raw == null) {
-            return out;
-        }
-        for (String group : raw) {
-            for (String kv : group.split(",")) {
-                if (kv.isEmpty()) {
-                    continue;
-                }
-                int eq = kv.indexOf('=');
-                if (eq <= 0) {
-                    throw new CommandLine.ParameterException(spec.commandLine(), "-o: " + kv
-                            + " (expected: key=value)");
-                }
-                out.put(kv.substring(0, eq), kv.substring(eq + 1));
-            }
-        }
-        return out;
     }
 }
