@@ -211,8 +211,8 @@ public final class CheckCommand implements Callable<Integer> {
                 case "leaks" -> number(r.leaks());
                 case "leaks-fixed" -> number(r.leaksFixed());
                 case "allocated-clusters" -> number(r.allocatedClusters());
-                case "filename" -> quote(filename);
-                case "format" -> quote(format);
+                case "filename" -> QemuOutput.quote(filename);
+                case "format" -> QemuOutput.quote(format);
                 case "fragmented-clusters" -> number(r.fragmentedClusters());
                 default -> throw new IllegalStateException(key);
             };
@@ -231,30 +231,5 @@ public final class CheckCommand implements Callable<Integer> {
     /** An optional counter: omitted (null) when zero, as qemu-img's {@code has_*} fields. */
     private static String number(long v) {
         return v == 0 ? null : Long.toString(v);
-    }
-
-    /** A JSON string as QEMU's qjson writes it: escapes, control and non-ASCII characters as \\uXXXX. */
-    static String quote(String s) {
-        StringBuilder b = new StringBuilder("\"");
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> b.append("\\\"");
-                case '\\' -> b.append("\\\\");
-                case '\b' -> b.append("\\b");
-                case '\f' -> b.append("\\f");
-                case '\n' -> b.append("\\n");
-                case '\r' -> b.append("\\r");
-                case '\t' -> b.append("\\t");
-                default -> {
-                    if (c < 0x20 || c >= 0x7f) {
-                        b.append(String.format("\\u%04X", (int) c));
-                    } else {
-                        b.append(c);
-                    }
-                }
-            }
-        }
-        return b.append('"').toString();
     }
 }

@@ -105,6 +105,13 @@ final class QemuOutput {
         }
     }
 
+    /** A JSON string as QEMU's qjson writes it (with its quotes). */
+    static String quote(String s) {
+        StringBuilder b = new StringBuilder();
+        string(s, b);
+        return b.toString();
+    }
+
     /** qjson.c to_json_str. */
     private static void string(String s, StringBuilder b) {
         b.append('"');
