@@ -480,19 +480,11 @@ final class MetadataWriter implements Qcow2Allocator {
     }
 
     private void writeMetadata(long hostOffset, ByteBuffer data, String what) throws IOException {
-        try {
-            file.write(hostOffset, data);
-        } catch (IOException e) {
-            throw BlockException.io(resource, hostOffset, what, e);
-        }
+        MetadataIo.write(file, resource, hostOffset, data, what);
     }
 
     private void syncFile() throws IOException {
-        try {
-            file.sync();
-        } catch (IOException e) {
-            throw BlockException.io(resource, -1, "fsync", e);
-        }
+        MetadataIo.sync(file, resource);
     }
 
     Corruption corruption() {

@@ -1,6 +1,5 @@
 package dev.shear.qcow2;
 
-import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -106,18 +105,10 @@ public final class Qcow2Repair {
     }
 
     private static void write(ImageFile file, String resource, long offset, ByteBuffer data) throws IOException {
-        try {
-            file.write(offset, data);
-        } catch (IOException e) {
-            throw BlockException.io(resource, offset, "repair write", e);
-        }
+        MetadataIo.write(file, resource, offset, data, "repair write");
     }
 
     private static void sync(ImageFile file, String resource) throws IOException {
-        try {
-            file.sync();
-        } catch (IOException e) {
-            throw BlockException.io(resource, -1, "fsync", e);
-        }
+        MetadataIo.sync(file, resource);
     }
 }
