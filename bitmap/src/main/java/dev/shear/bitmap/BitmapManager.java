@@ -2,6 +2,7 @@ package dev.shear.bitmap;
 
 import dev.shear.block.BlockDevice;
 import dev.shear.block.BlockException;
+import dev.shear.block.IoFailures;
 import dev.shear.qcow2.BitmapsExtension;
 import dev.shear.qcow2.Qcow2Header;
 import dev.shear.qcow2.Qcow2Image;
@@ -521,11 +522,7 @@ public final class BitmapManager {
         try {
             image.close();
         } catch (IOException e) {
-            if (failure == null) {
-                failure = e;
-            } else {
-                failure.addSuppressed(e);
-            }
+            failure = IoFailures.add(failure, e);
         }
         if (failure != null) {
             throw failure;

@@ -8,6 +8,7 @@ import dev.shear.block.Extent;
 import dev.shear.block.ExtentSink;
 import dev.shear.block.FileSpan;
 import dev.shear.block.ImageFile;
+import dev.shear.block.IoFailures;
 import dev.shear.block.ReadSegment;
 import dev.shear.block.ReadSegmentSink;
 import dev.shear.qcow2.bitmap.BitmapDirectory;
@@ -755,22 +756,14 @@ public final class Qcow2Image implements BlockDevice {
             try {
                 backing.close();
             } catch (IOException e) {
-                if (failure == null) {
-                    failure = e;
-                } else {
-                    failure.addSuppressed(e);
-                }
+                failure = IoFailures.add(failure, e);
             }
         }
         cache.clear();
         try {
             file.close();
         } catch (IOException e) {
-            if (failure == null) {
-                failure = e;
-            } else {
-                failure.addSuppressed(e);
-            }
+            failure = IoFailures.add(failure, e);
         }
         if (failure != null) {
             throw failure instanceof BlockException ? failure
