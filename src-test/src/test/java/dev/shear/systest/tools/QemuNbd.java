@@ -3,12 +3,15 @@ package dev.shear.systest.tools;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * {@code qemu-nbd} serving one image on a Unix socket in a directory the test owns. {@link #start}
@@ -54,14 +57,21 @@ public final class QemuNbd implements AutoCloseable {
         return new QemuNbd(p, socket, exportName);
     }
 
-    /** Polls until {@code socket} accepts a connection; fails if the process exits or time runs out. */
+    /**
+     * Polls until {@code socket} accepts a connection and the server greets it ("NBDMAGIC"); fails if the
+     * process exits or time runs out. The greeting matters: qemu-nbd listens before it opens the image,
+     * so a connection can be accepted by a server that is about to exit with an error.
+     */
     static void awaitAccepting(BackgroundProcess p, Path socket, Duration timeout) {
         long deadline = System.nanoTime() + timeout.toNanos();
         IOException last = null;
         while (System.nanoTime() < deadline) {
             try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
                 ch.connect(UnixDomainSocketAddress.of(socket));
-                return;
+                if (greeted(ch, deadline)) {
+                    return;
+                }
+                last = new IOException("connection closed before the NBD greeting");
             } catch (IOException e) {
                 last = e;
             }
@@ -71,6 +81,23 @@ public final class QemuNbd implements AutoCloseable {
         }
         throw p.failure("socket " + socket + " not accepting within " + timeout.toMillis() + " ms (last: "
                 + last + ")");
+    }
+
+    /** Reads the first 8 bytes the server sends; true if they are "NBDMAGIC". */
+    private static boolean greeted(SocketChannel ch, long deadline) throws IOException {
+        ch.configureBlocking(false);
+        ByteBuffer magic = ByteBuffer.allocate(8);
+        while (magic.hasRemaining() && System.nanoTime() < deadline) {
+            int n = ch.read(magic);
+            if (n < 0) {
+                return false;
+            }
+            if (n == 0) {
+                LockSupport.parkNanos(POLL.toNanos() / 10);
+            }
+        }
+        return !magic.hasRemaining()
+                && "NBDMAGIC".equals(new String(magic.array(), StandardCharsets.US_ASCII));
     }
 
     public Path socket() {
