@@ -2,6 +2,7 @@ package dev.shear.qcow2;
 
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
+import dev.shear.qcow2.bitmap.BitmapTable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -44,12 +45,6 @@ final class CheckLayouts {
     static final int BME_MAX_NAME_SIZE = 1023;
     /** Bitmap type 1: dirty tracking. */
     static final int BT_DIRTY_TRACKING_BITMAP = 1;
-    /** Bitmap table entry: reserved bits (QEMU BME_TABLE_ENTRY_RESERVED_MASK). */
-    static final long BME_TABLE_ENTRY_RESERVED_MASK = 0xff000000000001feL;
-    /** Bitmap table entry: data cluster offset. */
-    static final long BME_TABLE_ENTRY_OFFSET_MASK = 0x00fffffffffffe00L;
-    /** Bitmap table entry bit 0: "all ones" (only valid without an offset). */
-    static final long BME_TABLE_ENTRY_FLAG_ALL_ONES = 1L;
     /** Bitmap table entries read at a time. */
     static final int BITMAP_CHUNK_ENTRIES = 4096;
 
@@ -221,6 +216,7 @@ final class CheckLayouts {
      * bits; with a data offset, a cluster-aligned one and no "all ones" flag. Read chunk by chunk.
      */
     static boolean bitmapTableValid(ImageFile file, CheckLayout.BitmapRef bm, long clusterSize) {
+        int clusterBits = Long.numberOfTrailingZeros(clusterSize);
         ByteBuffer chunk = ByteBuffer.allocate(8 * (int) Math.min(bm.tableEntries(), BITMAP_CHUNK_ENTRIES));
         for (long base = 0; base < bm.tableEntries(); base += BITMAP_CHUNK_ENTRIES) {
             int n = (int) Math.min(BITMAP_CHUNK_ENTRIES, bm.tableEntries() - base);
@@ -231,12 +227,7 @@ final class CheckLayouts {
                 return false;
             }
             for (int i = 0; i < n; i++) {
-                long entry = chunk.getLong(i * 8);
-                long offset = entry & BME_TABLE_ENTRY_OFFSET_MASK;
-                boolean bad = (entry & BME_TABLE_ENTRY_RESERVED_MASK) != 0
-                        || offset != 0 && ((entry & BME_TABLE_ENTRY_FLAG_ALL_ONES) != 0
-                                || (offset & (clusterSize - 1)) != 0);
-                if (bad) {
+                if (BitmapTable.problem(chunk.getLong(i * 8), clusterBits) != null) {
                     return false;
                 }
             }

@@ -23,54 +23,30 @@ import java.nio.ByteBuffer;
  * status is 1 either way).
  */
 final class MappingCheck {
-    static final long L1E_OFFSET_MASK = 0x00fffffffffffe00L;
-    static final long L1E_RESERVED_MASK = 0x7f000000000001ffL;
-    static final long L2E_OFFSET_MASK = 0x00fffffffffffe00L;
-    /** Reserved bits of a standard cluster descriptor (QEMU L2E_STD_RESERVED_MASK). */
-    static final long L2E_STD_RESERVED_MASK = 0x3f000000000001feL;
-    static final long OFLAG_COPIED = 1L << 63;
-    static final long OFLAG_COMPRESSED = 1L << 62;
-    static final long OFLAG_ZERO = 1L;
-    /** Subcluster bitmap: every "allocated" bit. */
-    static final long L2_BITMAP_ALL_ALLOC = 0xffffffffL;
-    /** Size unit of the compressed sector count. */
-    static final int COMPRESSED_SECTOR = 512;
     /** L1 entries read at a time: 32 KiB. */
     static final int L1_CHUNK_ENTRIES = 4096;
-
-    /** QEMU's QCow2ClusterType. */
-    enum ClusterType { UNALLOCATED, ZERO_PLAIN, ZERO_ALLOC, NORMAL, COMPRESSED }
 
     private final CheckContext ctx;
     private final CheckLayout layout;
     private final ByteBuffer l2Table;
-    private final int csizeShift;
-    private final long csizeMask;
-    private final long coffsetMask;
 
     MappingCheck(CheckContext ctx) {
         this.ctx = ctx;
         this.layout = ctx.layout;
         this.l2Table = ByteBuffer.allocate((int) ctx.clusterSize);
-        this.csizeShift = 62 - (ctx.clusterBits - 8);
-        this.csizeMask = (1L << (ctx.clusterBits - 8)) - 1;
-        this.coffsetMask = (1L << csizeShift) - 1;
     }
 
-    /** Classifies a (first 64 bits of an) L2 entry as QEMU's {@code qcow2_get_cluster_type} does. */
+    /**
+     * Classifies a (first 64 bits of an) L2 entry as QEMU's {@code qcow2_get_cluster_type} does:
+     * {@link L2Entry#type}, plus the external-data-file case that helper does not know.
+     */
     ClusterType type(long entry) {
-        if ((entry & OFLAG_COMPRESSED) != 0) {
-            return ClusterType.COMPRESSED;
+        ClusterType type = L2Entry.type(entry, layout.extendedL2());
+        // Offset 0 is a valid data-file offset; the copied flag tells it from "unallocated".
+        if (type == ClusterType.UNALLOCATED && layout.externalData() && L2Entry.isCopied(entry)) {
+            return ClusterType.NORMAL;
         }
-        if ((entry & OFLAG_ZERO) != 0 && !layout.extendedL2()) {
-            return (entry & L2E_OFFSET_MASK) != 0 ? ClusterType.ZERO_ALLOC : ClusterType.ZERO_PLAIN;
-        }
-        if ((entry & L2E_OFFSET_MASK) == 0) {
-            // Offset 0 is a valid data-file offset; the copied flag tells it from "unallocated".
-            boolean dataAtZero = layout.externalData() && (entry & OFLAG_COPIED) != 0;
-            return dataAtZero ? ClusterType.NORMAL : ClusterType.UNALLOCATED;
-        }
-        return ClusterType.NORMAL;
+        return type;
     }
 
     /** Receives L1 entries; {@code index} counts from 0 over the whole table. */
@@ -119,11 +95,11 @@ final class MappingCheck {
             if (entry == 0) {
                 return;
             }
-            if ((entry & L1E_RESERVED_MASK) != 0) {
+            if (L1Entry.reservedBits(entry) != 0) {
                 ctx.report.corruption("ERROR found L1 entry with reserved bits set: %x", entry);
             }
             // An entry that is not 0 but has offset 0 (only flags) counts cluster 0 again, as in QEMU.
-            long l2Offset = entry & L1E_OFFSET_MASK;
+            long l2Offset = L1Entry.offset(entry);
             ctx.reference(l2Offset, ctx.clusterSize);
             if ((l2Offset & (ctx.clusterSize - 1)) != 0) {
                 ctx.report.corruption("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted",
@@ -160,15 +136,15 @@ final class MappingCheck {
             long bitmap = layout.extendedL2() ? l2Table.getLong(i * entryBytes + 8) : 0;
             ClusterType type = type(entry);
             // Reserved bits are checked before the type's own checks, so both may be reported.
-            if (type != ClusterType.COMPRESSED && (entry & L2E_STD_RESERVED_MASK) != 0) {
+            if (L2Entry.reservedBits(entry) != 0) {
                 report.corruption("ERROR found l2 entry with reserved bits set: %x", entry);
             }
             switch (type) {
                 case COMPRESSED -> {
-                    if ((entry & OFLAG_COPIED) != 0) {
+                    if (L2Entry.isCopied(entry)) {
                         report.corruption("ERROR: coffset=0x%x: copied flag must never be set for compressed "
-                                + "clusters", entry & coffsetMask);
-                        entry &= ~OFLAG_COPIED;
+                                + "clusters", L2Entry.compressedOffset(entry, ctx.clusterBits));
+                        entry &= ~L2Entry.COPIED;
                     }
                     if (layout.externalData()) {
                         report.corruption("ERROR compressed cluster %d with data file, entry=0x%x", i, entry);
@@ -181,10 +157,10 @@ final class MappingCheck {
                     }
                     // Every host cluster of the sector range [coffset & ~511, + sectors * 512) gets one
                     // reference: neighbours packed into the same sectors share it (qcow2-format.md §6.4).
-                    long coffset = entry & coffsetMask;
-                    long sectors = ((entry >>> csizeShift) & csizeMask) + 1;
-                    long csize = sectors * COMPRESSED_SECTOR - (coffset & (COMPRESSED_SECTOR - 1));
-                    ctx.reference(coffset, csize);
+                    // Counted from coffset itself (not the sector start): same clusters, and the bounds
+                    // message shows QEMU's offset and size.
+                    ctx.reference(L2Entry.compressedOffset(entry, ctx.clusterBits),
+                            L2Entry.compressedSectorsBytes(entry, ctx.clusterBits));
                     if (active) {
                         // Compressed clusters are fragmented by nature (sector-granular re-reads).
                         report.allocatedClusters++;
@@ -193,8 +169,8 @@ final class MappingCheck {
                     }
                 }
                 case ZERO_ALLOC, NORMAL -> {
-                    long offset = entry & L2E_OFFSET_MASK;
-                    if (((bitmap >>> 32) & bitmap) != 0) {
+                    long offset = L2Entry.offset(entry);
+                    if (L2Entry.hasAllocZeroOverlap(bitmap)) {
                         report.corruption("ERROR offset=%x: Allocated cluster has corrupted subcluster "
                                 + "allocation bitmap", offset);
                     }
@@ -202,8 +178,8 @@ final class MappingCheck {
                         // QEMU words it by whether the entry holds data or only preallocated space;
                         // either way the misaligned range is still counted below (two clusters).
                         boolean containsData = layout.extendedL2()
-                                ? (bitmap & L2_BITMAP_ALL_ALLOC) != 0
-                                : (entry & OFLAG_ZERO) == 0;
+                                ? L2Entry.allocMask(bitmap) != 0
+                                : !L2Entry.isZeroFlag(entry);
                         if (containsData) {
                             report.corruption("ERROR offset=%x: Data cluster is not properly aligned; L2 entry "
                                     + "corrupted.", offset);
@@ -228,7 +204,7 @@ final class MappingCheck {
                     // Nothing to count: reads as zeros without host storage.
                 }
                 case UNALLOCATED -> {
-                    if ((bitmap & L2_BITMAP_ALL_ALLOC) != 0) {
+                    if (L2Entry.allocMask(bitmap) != 0) {
                         report.corruption("ERROR: Unallocated cluster has non-zero subcluster allocation map");
                     }
                 }
@@ -246,7 +222,7 @@ final class MappingCheck {
     void checkCopiedFlags(OnDiskRefcounts onDisk) throws IOException {
         CheckReport report = ctx.report;
         forEachL1Entry(layout.l1TableOffset(), layout.l1Size(), "check_oflag_copied", (index, l1Entry) -> {
-            long l2Offset = l1Entry & L1E_OFFSET_MASK;
+            long l2Offset = L1Entry.offset(l1Entry);
             if (l2Offset == 0) {
                 return;
             }
@@ -256,12 +232,12 @@ final class MappingCheck {
             } catch (OnDiskRefcounts.LookupFailed e) {
                 return;
             }
-            if ((refcount == 1) != ((l1Entry & OFLAG_COPIED) != 0)) {
+            if ((refcount == 1) != L1Entry.isCopied(l1Entry)) {
                 boolean fix = report.fix == Qcow2Repair.Mode.ALL;
                 report.say("%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%s",
                         fix ? "Repairing" : "ERROR", index, l1Entry, Long.toUnsignedString(refcount));
                 if (fix) {
-                    report.entryFixes.add(new long[] {layout.l1TableOffset() + index * 8L, l1Entry ^ OFLAG_COPIED});
+                    report.entryFixes.add(new long[] {layout.l1TableOffset() + index * 8L, l1Entry ^ L1Entry.COPIED});
                     report.corruptionsFixed++;
                 } else {
                     report.corruptions++;
@@ -282,17 +258,17 @@ final class MappingCheck {
                     dataRefcount = 1;
                 } else {
                     try {
-                        dataRefcount = onDisk.get((entry & L2E_OFFSET_MASK) >>> ctx.clusterBits);
+                        dataRefcount = onDisk.get(L2Entry.offset(entry) >>> ctx.clusterBits);
                     } catch (OnDiskRefcounts.LookupFailed e) {
                         continue;
                     }
                 }
-                if ((dataRefcount == 1) != ((entry & OFLAG_COPIED) != 0)) {
+                if ((dataRefcount == 1) != L2Entry.isCopied(entry)) {
                     boolean fix = report.fix == Qcow2Repair.Mode.ALL && !layout.externalData();
                     report.say("%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%s", fix ? "Repairing" : "ERROR",
                             entry, Long.toUnsignedString(dataRefcount));
                     if (fix) {
-                        report.entryFixes.add(new long[] {l2Offset + (long) j * entryBytes, entry ^ OFLAG_COPIED});
+                        report.entryFixes.add(new long[] {l2Offset + (long) j * entryBytes, entry ^ L2Entry.COPIED});
                         report.corruptionsFixed++;
                     } else {
                         report.corruptions++;

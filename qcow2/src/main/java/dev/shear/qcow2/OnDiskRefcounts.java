@@ -18,10 +18,8 @@ import java.nio.ByteBuffer;
  * cluster aligned cannot be read (QEMU signals corruption and fails the lookup with EIO).
  */
 final class OnDiskRefcounts {
-    /** Bits 9-63 of a refcount table entry (QEMU REFT_OFFSET_MASK). */
-    static final long REFT_OFFSET_MASK = 0xfffffffffffffe00L;
-    /** Bits 0-8 (QEMU REFT_RESERVED_MASK). */
-    static final long REFT_RESERVED_MASK = 0x1ffL;
+    /** Bits 9-63 of a refcount table entry: {@link RefcountTable#OFFSET_MASK}. */
+    static final long REFT_OFFSET_MASK = RefcountTable.OFFSET_MASK;
 
     /** A lookup that failed; its message is the errno text qemu-img prints after the colon. */
     static final class LookupFailed extends IOException {
@@ -45,7 +43,7 @@ final class OnDiskRefcounts {
         this.ctx = ctx;
         this.table = table;
         this.refcountOrder = ctx.layout.refcountOrder();
-        this.blockBits = ctx.clusterBits + 3 - refcountOrder;
+        this.blockBits = Refcounts.refcountBlockBits(ctx.clusterBits, refcountOrder);
         this.block = ByteBuffer.allocate((int) ctx.clusterSize);
     }
 
@@ -106,23 +104,6 @@ final class OnDiskRefcounts {
             }
             cachedBlockOffset = blockOffset;
         }
-        return entry(block, refcountOrder, cluster & ((1L << blockBits) - 1));
-    }
-
-    /** Entry {@code index} of a refcount block of width {@code 1 << order} bits (qcow2-format.md §5.1). */
-    static long entry(ByteBuffer block, int order, long index) {
-        return switch (order) {
-            case 0, 1, 2 -> {
-                int bits = 1 << order;
-                int perByte = 8 / bits;
-                int b = block.get((int) (index / perByte)) & 0xff;
-                yield (b >>> (bits * (int) (index % perByte))) & ((1 << bits) - 1);
-            }
-            case 3 -> block.get((int) index) & 0xffL;
-            case 4 -> block.getShort((int) (index * 2)) & 0xffffL;
-            case 5 -> block.getInt((int) (index * 4)) & 0xffffffffL;
-            case 6 -> block.getLong((int) (index * 8));
-            default -> throw new IllegalArgumentException("refcount_order: " + order + " (expected: 0..6)");
-        };
+        return Refcounts.get(block, refcountOrder, (int) (cluster & ((1L << blockBits) - 1)));
     }
 }

@@ -2,6 +2,7 @@ package dev.shear.qcow2;
 
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFile;
+import dev.shear.qcow2.bitmap.BitmapTable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.function.Consumer;
@@ -326,7 +327,7 @@ public final class Qcow2Check {
                 throw new CheckFailed(e.getMessage());
             }
             for (int i = 0; i < n; i++) {
-                long offset = chunk.getLong(i * 8) & CheckLayouts.BME_TABLE_ENTRY_OFFSET_MASK;
+                long offset = BitmapTable.dataOffset(chunk.getLong(i * 8));
                 if (offset != 0) {
                     ctx.reference(offset, ctx.clusterSize);
                 }

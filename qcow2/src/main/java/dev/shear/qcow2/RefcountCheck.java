@@ -18,9 +18,9 @@ final class RefcountCheck {
         CheckReport report = ctx.report;
         for (int i = 0; i < onDisk.tableEntries(); i++) {
             long raw = onDisk.tableEntry(i);
-            long offset = raw & OnDiskRefcounts.REFT_OFFSET_MASK;
+            long offset = raw & RefcountTable.OFFSET_MASK;
             long cluster = offset >>> ctx.clusterBits;
-            if ((raw & OnDiskRefcounts.REFT_RESERVED_MASK) != 0) {
+            if ((raw & RefcountTable.RESERVED_MASK) != 0) {
                 report.corruption("ERROR refcount table entry %d has reserved bits set", i);
                 continue;
             }
