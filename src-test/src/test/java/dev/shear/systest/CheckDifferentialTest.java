@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.shear.systest.images.Damage;
 import dev.shear.systest.images.ImageCase;
-import dev.shear.systest.images.ImageMatrix;
 import dev.shear.systest.images.RandomImageGenerator;
 import dev.shear.systest.images.RandomImageSpec;
 import dev.shear.systest.tools.Json;
@@ -17,7 +16,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -33,23 +31,14 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 @RequiresTools({"qemu-img", "qemu-io"})
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
-class CheckDifferentialTest {
+class CheckDifferentialTest extends ImageMatrixTest {
     static final List<String> COUNTS = List.of("corruptions", "leaks", "check-errors");
 
-    @TempDir
-    static Path matrixDir;
-
-    private static List<ImageCase> matrix;
     private final QemuImg qemuImg = new QemuImg();
-
-    @BeforeAll
-    static void buildMatrix() {
-        matrix = ImageMatrix.build(matrixDir);
-    }
 
     /** qcow2 only: qemu-img check does not check raw images (exit 63). */
     static Stream<ImageCase> qcow2Matrix() {
-        return matrix.stream().filter(ImageCase::isQcow2);
+        return matrix().filter(ImageCase::isQcow2);
     }
 
     static Stream<RandomImageSpec> randomImages() {

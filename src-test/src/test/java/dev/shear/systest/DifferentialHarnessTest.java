@@ -6,17 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shear.systest.images.ImageCase;
-import dev.shear.systest.images.ImageMatrix;
 import dev.shear.systest.tools.Json;
 import dev.shear.systest.tools.QemuImg;
 import dev.shear.systest.tools.RequiresTools;
 import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.List;
-import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -26,21 +21,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * fails, the differential tests would blame Shear for a harness bug.
  */
 @RequiresTools({"qemu-img", "qemu-io"})
-class DifferentialHarnessTest {
-    @TempDir
-    static Path matrixDir;
-
-    private static List<ImageCase> matrix;
+class DifferentialHarnessTest extends ImageMatrixTest {
     private final QemuImg qemuImg = new QemuImg();
-
-    @BeforeAll
-    static void buildMatrix() {
-        matrix = ImageMatrix.build(matrixDir);
-    }
-
-    static Stream<ImageCase> matrix() {
-        return matrix.stream();
-    }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("matrix")

@@ -6,7 +6,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.shear.systest.images.ImageCase;
-import dev.shear.systest.images.ImageMatrix;
 import dev.shear.systest.images.RandomImageGenerator;
 import dev.shear.systest.images.RandomImageSpec;
 import dev.shear.systest.tools.Json;
@@ -18,7 +17,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -33,7 +31,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 @RequiresTools({"qemu-img", "qemu-io"})
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
-class InfoDifferentialTest {
+class InfoDifferentialTest extends ImageMatrixTest {
     static final List<String> TOP = List.of("virtual-size", "format", "cluster-size", "backing-filename",
             "backing-filename-format", "dirty-flag");
     static final List<String> SNAPSHOT = List.of("id", "name", "vm-state-size", "date-sec", "date-nsec",
@@ -42,20 +40,7 @@ class InfoDifferentialTest {
             "corrupt", "extended-l2");
     static final List<String> BITMAP = List.of("name", "granularity");
 
-    @TempDir
-    static Path matrixDir;
-
-    private static List<ImageCase> matrix;
     private final QemuImg qemuImg = new QemuImg();
-
-    @BeforeAll
-    static void buildMatrix() {
-        matrix = ImageMatrix.build(matrixDir);
-    }
-
-    static Stream<ImageCase> matrix() {
-        return matrix.stream();
-    }
 
     static Stream<RandomImageSpec> randomImages() {
         return RandomImageGenerator.specs().stream();

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.shear.systest.images.ImageCase;
-import dev.shear.systest.images.ImageMatrix;
 import dev.shear.systest.images.RandomImageGenerator;
 import dev.shear.systest.images.RandomImageSpec;
 import dev.shear.systest.tools.QemuImg;
@@ -16,7 +15,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -29,21 +27,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 @RequiresTools({"qemu-img", "qemu-io"})
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
-class MapDifferentialTest {
-    @TempDir
-    static Path matrixDir;
-
-    private static List<ImageCase> matrix;
+class MapDifferentialTest extends ImageMatrixTest {
     private final QemuImg qemuImg = new QemuImg();
-
-    @BeforeAll
-    static void buildMatrix() {
-        matrix = ImageMatrix.build(matrixDir);
-    }
-
-    static Stream<ImageCase> matrix() {
-        return matrix.stream();
-    }
 
     static Stream<RandomImageSpec> randomImages() {
         return RandomImageGenerator.specs().stream();
