@@ -27,8 +27,12 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *       accepted, every loaded bitmap is set in_use on disk (a new directory, committed by one header
  *       write, autoclear bit 0 kept: the engine is told with {@code maintainAutoclear}); a crash from
  *       then on leaves them inconsistent, never plausible-but-wrong (§10 pitfalls 3, 4). A clean
- *       {@link #close} stores the bitmaps and clears in_use; {@link #flushBitmaps} stores them
- *       keeping in_use (a snapshot, for the control API and for new checkpoints).</li>
+ *       {@link #close} stores the bitmaps and clears in_use. {@link #flushBitmaps} (the control API's
+ *       bitmap flush; new checkpoints) stores them with in_use clear too, at an instant with no guest
+ *       change in flight: the stored bitmaps are then exact, and usable after a crash, until the next
+ *       guest change, which first sets in_use again, durably (one directory write and fsync), before
+ *       it reaches the image. So a crash never leaves a bitmap that is clean on disk but misses a
+ *       write, and an idle disk whose bitmaps were flushed survives a crash with them usable.</li>
  *   <li>{@link Mode#EDIT}: offline edits (the CLI). Nothing is written until {@link #close}, which
  *       stores once if anything changed; {@link #discard} abandons every change, so a command line
  *       with a bad operation changes nothing.</li>
@@ -118,6 +122,12 @@ public final class BitmapManager {
     private boolean stale;
     private boolean modified;
     private boolean closed;
+    /**
+     * TRACKING: the bitmaps are stored with in_use clear and no guest change has happened since
+     * ({@link #flushBitmaps}); the next change sets in_use first ({@link #beforeGuestChange}). Written
+     * under the monitor; read without it on the write path.
+     */
+    private volatile boolean cleanOnDisk;
 
     private BitmapManager(Qcow2Image image, Mode mode, PersistentBitmaps loaded) throws IOException {
         this.image = image;
@@ -363,13 +373,42 @@ public final class BitmapManager {
     // ---- persistence ----
 
     /**
-     * Stores the bitmaps now (the control API's "flush bitmaps"; done after a checkpoint is created).
-     * In TRACKING mode they stay in_use on disk: the image is still open for writes.
+     * Stores the bitmaps now (the control API's "flush bitmaps"; done after a checkpoint is created),
+     * with in_use clear. In TRACKING mode this runs at an instant (guest changes wait until the store
+     * is durable), and the next guest change sets in_use again before it reaches the image (see the
+     * class notes): the image stays open for writes, and a crash before that change leaves the stored
+     * bitmaps usable and exact.
      */
     public void flushBitmaps() throws IOException {
-        synchronized (this) {
-            checkOpen();
-            store(mode == Mode.TRACKING);
+        if (mode != Mode.TRACKING) {
+            synchronized (this) {
+                checkOpen();
+                store(false);
+            }
+            return;
+        }
+        atInstant(() -> {
+            synchronized (this) {
+                checkOpen();
+                store(false);
+                cleanOnDisk = true;
+            }
+            return null;
+        });
+    }
+
+    /**
+     * Called by {@link TrackingDevice} under the quiesce read lock before every guest change: after a
+     * {@link #flushBitmaps}, the first change makes in_use durable again before it goes on.
+     */
+    void beforeGuestChange() throws IOException {
+        if (cleanOnDisk) {
+            synchronized (this) {
+                if (cleanOnDisk && !closed) {
+                    markInUse();
+                    cleanOnDisk = false;
+                }
+            }
         }
     }
 
@@ -383,6 +422,7 @@ public final class BitmapManager {
             return;
         }
         closed = true;
+        cleanOnDisk = false;
         if (mode == Mode.TRACKING || modified) {
             store(false);
         }

@@ -15,7 +15,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * (design.md §The block graph; dirty-bitmaps.md §4.2, §4.3).
  *
  * <p>Invariant: a write, write-zeroes or discard is marked in every enabled bitmap before the
- * image sees it, hence before it is acknowledged (DirtyTracker's invariant).
+ * image sees it, hence before it is acknowledged (DirtyTracker's invariant); and the bitmaps are
+ * in_use on disk before the image sees it ({@link BitmapManager#beforeGuestChange}).
  */
 final class TrackingDevice implements BlockDevice {
     private final BitmapManager manager;
@@ -33,6 +34,7 @@ final class TrackingDevice implements BlockDevice {
     public void write(long offset, ByteBuffer src, int flags) throws IOException {
         quiesce.readLock().lock();
         try {
+            manager.beforeGuestChange();
             tracker.write(offset, src, flags);
         } finally {
             quiesce.readLock().unlock();
@@ -43,6 +45,7 @@ final class TrackingDevice implements BlockDevice {
     public void writeZeroes(long offset, long length, int flags) throws IOException {
         quiesce.readLock().lock();
         try {
+            manager.beforeGuestChange();
             tracker.writeZeroes(offset, length, flags);
         } finally {
             quiesce.readLock().unlock();
@@ -53,6 +56,7 @@ final class TrackingDevice implements BlockDevice {
     public void discard(long offset, long length, int flags) throws IOException {
         quiesce.readLock().lock();
         try {
+            manager.beforeGuestChange();
             tracker.discard(offset, length, flags);
         } finally {
             quiesce.readLock().unlock();

@@ -191,17 +191,44 @@ class BitmapManagerTest {
     }
 
     @Test
-    void flushBitmapsShouldStoreASnapshotThatStaysInUse() throws IOException {
-        BitmapManager m = BitmapManager.open(rw(image), BitmapManager.Mode.TRACKING);
+    void flushedBitmapsShouldSurviveACrashUntilTheNextWriteSetsInUseAgain() throws IOException {
+        Qcow2Image img = rw(image);
+        BitmapManager m = BitmapManager.open(img, BitmapManager.Mode.TRACKING);
         m.add("c1", 65536, true);
         m.device().write(0, ByteBuffer.allocate(512), 0);
         m.flushBitmaps();
-        PersistentBitmaps.Entry e = onDisk(image).find("c1");
-        assertNotNull(e);
-        assertTrue(e.inUse());
-        m.device().write(1 << 20, ByteBuffer.allocate(512), 0);
-        m.device().close();
-        assertEquals(2 * 65536, onDisk(image).require("c1").dirtyBytes());
+        PersistentBitmaps flushed = onDisk(image);
+        assertFalse(flushed.find("c1").inUse(), "stored clean while the image stays open");
+        assertEquals(65536, flushed.require("c1").dirtyBytes());
+        assertTrue(onDisk(image).require("c1").isDirty(0, 1));
+
+        m.device().writeZeroes(1 << 20, 512, 0);
+        assertTrue(onDisk(image).find("c1").inUse(), "the first change after a flush sets in_use first");
+        m.device().discard(2L << 20, 65536, 0);
+        m.flushBitmaps();
+        assertFalse(onDisk(image).find("c1").inUse());
+        assertEquals(3 * 65536, onDisk(image).require("c1").dirtyBytes());
+
+        m.device().write(3L << 20, ByteBuffer.allocate(512), 0);
+        img.flush();
+        img.file().close();    // the process dies after a write that followed the flush
+        assertEquals(PersistentBitmaps.Status.INCONSISTENT, onDisk(image).find("c1").status(),
+                "a crash after a change is never a clean bitmap missing that change");
+    }
+
+    @Test
+    void aCrashRightAfterAFlushShouldLeaveExactUsableBitmaps() throws IOException {
+        addOffline("a", 65536, true);
+        Qcow2Image img = rw(image);
+        BitmapManager m = BitmapManager.open(img, BitmapManager.Mode.TRACKING);
+        m.device().write(5L << 20, ByteBuffer.allocate(4096), 0);
+        m.flushBitmaps();
+        img.file().close();    // the process dies: no close, no further store
+
+        PersistentBitmaps crashed = onDisk(image);
+        assertEquals(PersistentBitmaps.Status.USABLE, crashed.find("a").status());
+        assertEquals(65536, crashed.require("a").dirtyBytes());
+        assertTrue(crashed.require("a").isDirty(5L << 20, 4096));
     }
 
     /** Autoclear bit 0 found clear (a program without bitmap support wrote the image): dropped, as QEMU. */

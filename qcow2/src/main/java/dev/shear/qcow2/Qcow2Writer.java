@@ -57,6 +57,11 @@ final class Qcow2Writer {
     private final long size;
     private final ReentrantLock[] stripes = new ReentrantLock[STRIPES];
     private final Qcow2CompressedWriter compressed;
+    /**
+     * Per-thread cluster-sized direct buffer where partial writes are merged with the current content:
+     * no allocation per write, and no copy into the JDK's temporary direct buffer on the file write.
+     */
+    private final ThreadLocal<ByteBuffer> scratch;
 
     Qcow2Writer(Qcow2Image image, MetadataWriter meta, Qcow2Header header) {
         this.image = image;
@@ -72,6 +77,8 @@ final class Qcow2Writer {
             stripes[i] = new ReentrantLock();
         }
         this.compressed = new Qcow2CompressedWriter(image, this, meta, header);
+        int scratchSize = clusterSize;
+        this.scratch = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(scratchSize));
     }
 
     Qcow2CompressedWriter compressed() {
@@ -131,7 +138,6 @@ final class Qcow2Writer {
             // order, so take them with tryLock beyond the first and stop at the first busy one.
             held[0] = lockCluster(first);
             n = 1;
-            long[] slots = new long[max];
             if (!freshSlot(first)) {
                 return 0;
             }
@@ -287,10 +293,15 @@ final class Qcow2Writer {
 
     /**
      * The bytes [from, to) of the guest cluster at {@code base}: {@code data} at {@code a}, the rest
-     * from the current content (bounded by the disk size; zeros past it).
+     * from the current content (bounded by the disk size; zeros past it). When {@code data} covers the
+     * whole range it is returned as it is; otherwise the merge goes to this thread's scratch buffer,
+     * valid until the thread's next call (the caller writes it out before returning).
      */
     private ByteBuffer fill(long base, int from, int to, int a, ByteBuffer data) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(to - from);
+        if (a == from && data.remaining() == to - from) {
+            return data;
+        }
+        ByteBuffer buf = scratch.get().slice(0, to - from);
         readCurrent(base + from, buf.slice(0, a - from));
         int after = a + data.remaining();
         readCurrent(base + after, buf.slice(after - from, to - after));

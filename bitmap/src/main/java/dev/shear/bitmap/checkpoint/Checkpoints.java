@@ -126,7 +126,7 @@ public final class Checkpoints {
      * Creates checkpoint {@code name}: a new enabled persistent bitmap of the same name, starting at
      * one instant (guest writes quiesced) at which {@code atSameInstant} also runs (a backup's
      * snapshot point; may be null). The parent is the newest checkpoint. The bitmap is stored at once
-     * (still in_use while the image is open for writes), then the sidecar is written.
+     * (in_use clear until the next guest change: BitmapManager#flushBitmaps), then the sidecar is written.
      *
      * @param granularity bytes per bit, 0 for the default
      */
