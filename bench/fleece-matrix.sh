@@ -107,7 +107,7 @@ for k in sys.argv[1].split("."):
     v = v[k]
 print(v)' "$1"; }
 
-# start_shear NAME [--control]: fresh copy of the image served as export "live" on DIR/nbd.sock;
+# start_shear NAME [--control]: fresh copy of the image in DIR=$tmp/NAME served as export "live" on DIR/nbd.sock;
 # sets pid (the JVM: the launcher execs java) and dir
 start_shear() {
     dir=$tmp/$1
@@ -173,7 +173,8 @@ record() {
         echo "# $1 run $2: the writer ended before the fleece read did (during-read IOPS count idle time:" \
              "raise the anchor's -t)" >&2
     fi
-    echo "server=$1 run=$2 plain_iops=$(field plain 'window=all' iops) plain_p99_us=$(field plain 'window=all' p99_us)" \
+    echo "server=$1 run=$2" \
+         "plain_iops=$(field plain 'window=all' iops) plain_p99_us=$(field plain 'window=all' p99_us)" \
          "read_iops=$(field fleece 'window=during-read' iops) read_p99_us=$(field fleece 'window=during-read' p99_us)" \
          "fleece_iops=$(field fleece 'window=all' iops) fleece_p99_us=$(field fleece 'window=all' p99_us)" \
          "fleece_MiBps=$(field fleece fleece_read data_MiBps) read_s=$(field fleece fleece_read seconds)" \
@@ -190,33 +191,44 @@ measure_qemu() { # RUN
 }
 
 measure_shear() { # KIND RUN
-    local kind=$1 run=$2 server=shear/$1 ppid pdir fpid fdir body begin id live fleece cpu0 cpu job state broken
-    start_shear plain; ppid=$pid pdir=$dir
-    start_shear fleece --control; fpid=$pid fdir=$dir
+    local kind=$1 run=$2 server=shear/$1 ppid pdir fpid fdir body begin id live fleece cpu0 cpu job state broken d p
+    start_shear "$kind-$run-plain"; ppid=$pid pdir=$dir
+    start_shear "$kind-$run-fleece" --control; fpid=$pid fdir=$dir
     body='{"export":"live","type":"pull"'
     [[ $kind != default ]] && body+=",\"scratch\":\"$kind\""
     begin=$(ctl "$fdir" POST /backups "$body}")
     id=$(json id <<<"$begin")
     fleece=$(json uri <<<"$begin")
-    live=$(ctl "$fdir" GET /exports/live | json uri)
+    live=$(ctl "$fdir" GET /exports/live)
+    live=$(json uri <<<"$live")
     [[ $(json snapshotExport <<<"$begin") == live-backup && $fleece == *live-backup* ]] ||
         fail "backup begin answered an unexpected snapshot export: $begin"
     cpu0=$(cpu_of "$fpid")
     if ! (run_anchor "$server run $run" --live "$live" --fleece "$fleece" \
             --plain "nbd+unix:///live?socket=$pdir/nbd.sock"); then
-        server_problems "$fdir"; server_problems "$pdir"
+        for d in "$pdir" "$fdir"; do
+            echo "# $(basename "$d") server log, last lines:" >&2; tail -12 "$d/server.log" >&2
+        done
+        kill -0 "$ppid" 2>/dev/null || echo "# the plain server (pid $ppid) is gone: see its log above" >&2
+        kill -0 "$fpid" 2>/dev/null || echo "# the fleece server (pid $fpid) is gone: see its log above" >&2
         echo "# backup job: $(ctl "$fdir" GET "/jobs/$id")" >&2
-        echo "# fleece server log, last lines:" >&2; tail -20 "$fdir/server.log" >&2
         exit 1
     fi
     cpu=$(awk -v a="$cpu0" -v b="$(cpu_of "$fpid")" 'BEGIN { printf "%.2f", b - a }')
+    for d in plain fleece; do   # a server gone now was gone for part of the measurement too
+        [[ $d == plain ]] && p=$ppid || p=$fpid
+        kill -0 "$p" 2>/dev/null ||
+            fail "$server run $run: the $d server exited during the run; its log ends:" \
+                 "$(tail -3 "$tmp/$kind-$run-$d/server.log")"
+    done
     job=$(ctl "$fdir" GET "/jobs/$id")
     state=$(json state <<<"$job"); broken=$(json snapshot.broken <<<"$job")
     [[ $state == running && $broken == None ]] ||
         fail "$server run $run: backup $id is $state, snapshot broken: $broken ($job)"
     record "$server" "$run" "$cpu" "$(json snapshot.copiedBytes <<<"$job")" \
         "scratch_MiB=$(json snapshot.scratchUsedBytes <<<"$job" | awk '{ printf "%.1f", $1 / 1048576 }')"
-    state=$(ctl "$fdir" DELETE "/backups/$id" | json state)
+    state=$(ctl "$fdir" DELETE "/backups/$id")
+    state=$(json state <<<"$state")
     [[ $state == ended ]] || fail "$server run $run: backup-end left the job $state"
     stop_shear "$fpid" "$fdir"; stop_shear "$ppid" "$pdir"
     pids=()
@@ -239,7 +251,9 @@ get() { # SERVER KEY: the median over the runs, "-" when no run has a value
     tr ' ' '\n' <"$results" | awk -v s="server=$1" -v k="$2=" '$0 == s { on = 1; next } /^server=/ { on = 0 }
         on && index($0, k) == 1 && substr($0, length(k) + 1) != "-" { print substr($0, length(k) + 1) }' | median
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b != "-" && a != "-") printf "%.2f", b / a; else print "-" }'; }
+ratio() { # QEMU SHEAR: SHEAR / QEMU
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && a != "-" && b != "-") printf "%.2f", b / a; else print "-" }'
+}
 cols=(plain_iops plain_p99_us read_iops read_p99_us fleece_MiBps cpu_s copied_MiB)
 echo "| server | plain IOPS | plain p99 µs | IOPS during read | p99 µs during read | fleece read MiB/s (data) |" \
      "server CPU s | copied MiB |"
