@@ -4,7 +4,6 @@ import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.EncoderException;
 import io.netty.handler.codec.MessageToMessageEncoder;
-import io.netty.util.ReferenceCounted;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 
@@ -24,6 +23,11 @@ import java.util.List;
  * {@link NbdPayloadReply}s are retained and passed through as they are (ByteBuf or FileRegion, which
  * the transport sends with sendfile), and {@link MessageToMessageEncoder} then releases the message,
  * so each part ends with exactly the reference the transport will drop after the socket write.
+ * That release also returns pooled messages to their recycler ({@link NbdPooledMessage}): nothing
+ * may keep a reply after writing it.
+ *
+ * <p>Allocation: one pooled header buffer per message (holding the whole chunk when it has no data
+ * parts), nothing else; no iterators, no boxing. JMH: NbdFramingBenchmark.
  */
 public final class NbdReplyEncoder extends MessageToMessageEncoder<NbdReply> {
     /** Error messages stay short: QEMU's client hangs up on a non-data chunk above 1000 bytes. */
@@ -88,9 +92,11 @@ public final class NbdReplyEncoder extends MessageToMessageEncoder<NbdReply> {
                     NbdConstants.NBD_REPLY_TYPE_BLOCK_STATUS_EXT, length, length);
             b.writeInt(c.contextId());
             b.writeInt(n);
+            long[] lengths = c.lengths();
+            long[] flags = c.flags();
             for (int i = 0; i < n; i++) {
-                b.writeLong(c.lengths()[i]);
-                b.writeLong(c.flags()[i]);
+                b.writeLong(lengths[i]);
+                b.writeLong(flags[i]);
             }
             return b;
         }
@@ -98,14 +104,16 @@ public final class NbdReplyEncoder extends MessageToMessageEncoder<NbdReply> {
         ByteBuf b = chunkHeader(ctx, c.cookie(), c.requestOffset(), c.done(),
                 NbdConstants.NBD_REPLY_TYPE_BLOCK_STATUS, length, length);
         b.writeInt(c.contextId());
+        long[] lengths = c.lengths();
+        long[] flags = c.flags();
         for (int i = 0; i < n; i++) {
-            long extentLength = c.lengths()[i];
+            long extentLength = lengths[i];
             if (extentLength <= 0 || extentLength > 0xffffffffL) {
                 b.release();
                 throw new EncoderException("extent length: " + extentLength + " (expected: 1..2^32-1)");
             }
             b.writeInt((int) extentLength);
-            b.writeInt((int) c.flags()[i]);
+            b.writeInt((int) flags[i]);
         }
         return b;
     }
@@ -138,8 +146,9 @@ public final class NbdReplyEncoder extends MessageToMessageEncoder<NbdReply> {
 
     /** Forwards the data parts; each retain is balanced by the message release in our superclass. */
     private static void addParts(NbdPayloadReply reply, List<Object> out) {
-        for (ReferenceCounted part : reply.parts()) {
-            out.add(part.retain());
+        int n = reply.partCount();
+        for (int i = 0; i < n; i++) {
+            out.add(reply.part(i).retain());
         }
     }
 

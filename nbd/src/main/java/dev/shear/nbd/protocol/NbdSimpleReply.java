@@ -1,11 +1,13 @@
 package dev.shear.nbd.protocol;
 
+import io.netty.util.Recycler;
 import io.netty.util.ReferenceCounted;
 import java.util.List;
 
 /**
  * A simple reply (nbd-protocol.md §5.1): 16-byte header, then the read data for a successful READ
- * when structured replies were not negotiated. Forbidden under extended headers.
+ * when structured replies were not negotiated. Forbidden under extended headers. Pooled
+ * ({@link NbdPooledMessage}).
  * <pre>
  *   0  4  magic 0x67446698
  *   4  4  error (0 = success)
@@ -14,21 +16,33 @@ import java.util.List;
  * </pre>
  */
 public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
-    private final long cookie;
-    private final NbdError error;
+    private static final Recycler<NbdSimpleReply> RECYCLER = recycler(NbdSimpleReply::new);
 
-    /** @param error null for success */
-    public NbdSimpleReply(long cookie, NbdError error, List<ReferenceCounted> data) {
-        super(data);
-        if (error != null && !data.isEmpty()) {
-            throw new IllegalArgumentException("simple error reply with data");
-        }
-        this.cookie = cookie;
-        this.error = error;
+    private long cookie;
+    private NbdError error;
+
+    private NbdSimpleReply(Recycler.Handle<NbdSimpleReply> handle) {
+        super(handle);
     }
 
-    public static NbdSimpleReply of(long cookie, NbdError error) {
-        return new NbdSimpleReply(cookie, error, List.of());
+    /** A reply without data. @param error null for success */
+    public static NbdSimpleReply newInstance(long cookie, NbdError error) {
+        NbdSimpleReply r = RECYCLER.get();
+        r.reuse();
+        r.cookie = cookie;
+        r.error = error;
+        return r;
+    }
+
+    /**
+     * A successful READ reply; takes ownership of the {@code data} parts (ByteBuf or FileRegion) unless it
+     * throws.
+     */
+    public static NbdSimpleReply newReadInstance(long cookie, List<? extends ReferenceCounted> data) {
+        long length = dataLength(data);
+        NbdSimpleReply r = newInstance(cookie, null);
+        r.takeParts(data, length);
+        return r;
     }
 
     @Override
@@ -44,6 +58,12 @@ public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
     /** Null for success. */
     public NbdError error() {
         return error;
+    }
+
+    @Override
+    protected void clear() {
+        error = null;
+        super.clear();
     }
 
     @Override

@@ -120,7 +120,7 @@ public final class BlockStatusBuilder {
         for (int i = 0; i < contexts.size(); i++) {
             Runs runs = answers.get(i);
             runs.clip(offset, commonEnd);
-            chunks.add(new NbdReply.BlockStatusChunk(cookie, offset, contexts.get(i).id(), runs.lengths,
+            chunks.add(NbdReply.BlockStatusChunk.newInstance(cookie, offset, contexts.get(i).id(), runs.lengths,
                     runs.flags, runs.count, i == contexts.size() - 1));
         }
         return chunks;

@@ -4,8 +4,6 @@ import dev.shear.nbd.protocol.NbdConstants;
 import dev.shear.nbd.protocol.NbdError;
 import dev.shear.nbd.protocol.NbdProtocolException;
 import dev.shear.nbd.protocol.NbdRequest;
-import dev.shear.nbd.protocol.NbdWriteRequest;
-import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
@@ -65,46 +63,41 @@ public final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
             ReferenceCountUtil.release(msg);   // nothing may follow DISC (§6.3)
             return;
         }
-        final NbdRequest request;
-        final ByteBuf payload;
-        if (msg instanceof NbdWriteRequest w) {
-            request = w.request();
-            payload = w.content();
-        } else if (msg instanceof NbdRequest r) {
-            request = r;
-            payload = null;
-        } else {
+        if (!(msg instanceof NbdRequest request)) {
             ctx.fireChannelRead(msg);
             return;
         }
+        // From here this method owns the request until it hands it to the I/O task, which releases
+        // it; on the paths that answer here, it is released once the reply is built (NbdPooledMessage).
         if (request.type() == NbdConstants.NBD_CMD_DISC) {
             ServerLog.debug("disc", "conn", session.connectionId());
+            request.release();
             drain(ctx);
             return;
         }
         NbdError error = RequestValidator.validate(request, session.export().device().size(),
                 session.transmissionFlags(), !session.contexts().isEmpty(), session.maxPayload());
-        long bytes = request.type() == NbdConstants.NBD_CMD_READ || payload != null ? request.length() : 0;
         if (error != null) {
-            if (payload != null) {
-                payload.release();
-            }
             ServerLog.debug("request-invalid", "conn", session.connectionId(), "request", request, "error", error);
-            bytes = 0;
-            begin(ctx, bytes);
-            complete(ctx, dispatcher.error(request, error, message(request, error)), bytes);
+            begin(ctx, 0);
+            try {
+                complete(ctx, dispatcher.error(request, error, message(request, error)), 0);
+            } finally {
+                request.release();
+            }
             return;
         }
+        final long bytes = request.type() == NbdConstants.NBD_CMD_READ || request.hasPayload() ? request.length() : 0;
         begin(ctx, bytes);
-        final long accounted = bytes;
         try {
-            ioPool.execute(() -> complete(ctx, dispatcher.execute(request, payload), accounted));
+            ioPool.execute(() -> complete(ctx, dispatcher.execute(request), bytes));
         } catch (RejectedExecutionException e) {
-            // The pool is shut down: the server is stopping. The payload was not handed off.
-            if (payload != null) {
-                payload.release();
+            // The pool is shut down: the server is stopping. The request was not handed off.
+            try {
+                complete(ctx, dispatcher.error(request, NbdError.ESHUTDOWN, "server shutting down"), bytes);
+            } finally {
+                request.release();
             }
-            complete(ctx, dispatcher.error(request, NbdError.ESHUTDOWN, "server shutting down"), accounted);
         }
     }
 

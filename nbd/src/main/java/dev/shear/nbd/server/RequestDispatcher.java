@@ -59,11 +59,12 @@ final class RequestDispatcher {
 
 
     /**
-     * Runs the request; {@code payload} (WRITE only, else null) is released here in every case.
+     * Runs the request and releases it (with its payload) in every case, after its replies were built:
+     * it is pooled, so nothing may read it afterwards (the replies copy cookie and offset).
      *
      * @return the future of the last reply written
      */
-    ChannelFuture execute(NbdRequest r, ByteBuf payload) {
+    ChannelFuture execute(NbdRequest r) {
         long startNanos = System.nanoTime();
         try {
             BlockDevice device = session.export().device();
@@ -72,8 +73,8 @@ final class RequestDispatcher {
                     return read(device, r);
                 }
                 case NbdConstants.NBD_CMD_WRITE -> {
-                    if (payload != null && payload.isReadable()) {
-                        device.write(r.offset(), payload.nioBuffer(), writeFlags(r));
+                    if (r.hasPayload()) {
+                        device.write(r.offset(), r.payloadNioBuffer(), writeFlags(r));
                     } else if (r.hasFlag(NbdConstants.NBD_CMD_FLAG_FUA)) {
                         device.flush();
                     }
@@ -118,28 +119,26 @@ final class RequestDispatcher {
             }
             return error(r, NbdError.EIO, "internal error");
         } finally {
-            if (payload != null) {
-                payload.release();
-            }
             boolean moves = r.type() == NbdConstants.NBD_CMD_READ || r.type() == NbdConstants.NBD_CMD_WRITE;
             NbdMetrics.record(r.type(), moves ? r.length() : 0, System.nanoTime() - startNanos);
+            r.release();   // last use
         }
     }
 
-    /** A reply for a request that failed validation or the device. */
+    /** A reply for a request that failed validation or the device; the caller keeps and releases {@code r}. */
     ChannelFuture error(NbdRequest r, NbdError error, String message) {
         if (session.extended() || session.structured() && needsChunks(r.type())) {
             return send(new NbdReply.ErrorChunk(r.cookie(), r.offset(), error,
                     message == null ? error.name() : message, true));
         }
-        return send(NbdSimpleReply.of(r.cookie(), error));
+        return send(NbdSimpleReply.newInstance(r.cookie(), error));
     }
 
     private ChannelFuture success(NbdRequest r) {
         if (session.extended() || session.structured() && needsChunks(r.type())) {
-            return send(new NbdReply.DoneChunk(r.cookie(), r.offset()));
+            return send(NbdReply.DoneChunk.newInstance(r.cookie(), r.offset()));
         }
-        return send(NbdSimpleReply.of(r.cookie(), null));
+        return send(NbdSimpleReply.newInstance(r.cookie(), null));
     }
 
     private static boolean needsChunks(int type) {
@@ -170,8 +169,8 @@ final class RequestDispatcher {
     private ChannelFuture read(BlockDevice device, NbdRequest r) throws IOException {
         boolean structured = session.structured();
         if (r.length() == 0) {
-            return structured ? send(new NbdReply.DoneChunk(r.cookie(), r.offset()))
-                    : send(NbdSimpleReply.of(r.cookie(), null));
+            return structured ? send(NbdReply.DoneChunk.newInstance(r.cookie(), r.offset()))
+                    : send(NbdSimpleReply.newInstance(r.cookie(), null));
         }
         if (r.hasFlag(NbdConstants.NBD_CMD_FLAG_FUA)) {
             device.flush();   // QEMU flushes for FUA on READ
@@ -181,20 +180,20 @@ final class RequestDispatcher {
         boolean oneMessage = !structured || r.hasFlag(NbdConstants.NBD_CMD_FLAG_DF);
         if (oneMessage) {
             List<ReferenceCounted> parts = new ArrayList<>(segments.size());
+            NbdReply reply;
             try {
                 long guestOffset = r.offset();
                 for (ReadSegment s : segments) {
                     parts.add(materialize(device, s, guestOffset));
                     guestOffset += s.length();
                 }
+                reply = structured ? NbdOffsetDataChunk.newInstance(r.cookie(), r.offset(), r.offset(), parts, true)
+                        : NbdSimpleReply.newReadInstance(r.cookie(), parts);
             } catch (IOException | RuntimeException e) {
                 releaseAll(parts);
                 throw e;
             }
-            if (structured) {
-                return send(new NbdOffsetDataChunk(r.cookie(), r.offset(), r.offset(), parts, true));
-            }
-            return send(new NbdSimpleReply(r.cookie(), null, parts));
+            return send(reply);
         }
         List<NbdReply> chunks = new ArrayList<>(segments.size());
         long guestOffset = r.offset();
@@ -203,7 +202,8 @@ final class RequestDispatcher {
             boolean done = i == segments.size() - 1;
             NbdReply chunk;
             if (s instanceof ReadSegment.Zeros) {
-                chunk = new NbdReply.OffsetHoleChunk(r.cookie(), r.offset(), guestOffset, (int) s.length(), done);
+                chunk = NbdReply.OffsetHoleChunk.newInstance(r.cookie(), r.offset(), guestOffset, (int) s.length(),
+                        done);
             } else {
                 ReferenceCounted part;
                 try {
@@ -219,7 +219,7 @@ final class RequestDispatcher {
                     releaseAll(chunks);
                     throw e;
                 }
-                chunk = new NbdOffsetDataChunk(r.cookie(), r.offset(), guestOffset, List.of(part), done);
+                chunk = NbdOffsetDataChunk.newInstance(r.cookie(), r.offset(), guestOffset, part, done);
             }
             chunks.add(chunk);
             guestOffset += s.length();

@@ -8,7 +8,6 @@ import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.embedded.EmbeddedChannel;
 import io.netty.handler.codec.EncoderException;
-import io.netty.util.ReferenceCounted;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -28,7 +27,7 @@ class NbdReplyEncoderTest {
     void simpleReadReplyShouldBeHeaderThenData() {
         EmbeddedChannel ch = new EmbeddedChannel(new NbdReplyEncoder(false));
         ByteBuf data = Unpooled.directBuffer(4).writeInt(0x01020304);
-        ch.writeOutbound(new NbdSimpleReply(0xabcdL, null, List.<ReferenceCounted>of(data)));
+        ch.writeOutbound(NbdSimpleReply.newReadInstance(0xabcdL, List.of(data)));
         ByteBuf out = drain(ch);
         assertEquals(NbdConstants.NBD_SIMPLE_REPLY_MAGIC, out.readInt());
         assertEquals(0, out.readInt());
@@ -45,7 +44,7 @@ class NbdReplyEncoderTest {
         EmbeddedChannel ch = new EmbeddedChannel(new NbdReplyEncoder(false));
         ByteBuf a = Unpooled.directBuffer(2).writeShort(7);
         ByteBuf b = Unpooled.directBuffer(2).writeShort(8);
-        ch.writeOutbound(new NbdOffsetDataChunk(5, 4096, 4096, List.<ReferenceCounted>of(a, b), true));
+        ch.writeOutbound(NbdOffsetDataChunk.newInstance(5, 4096, 4096, List.of(a, b), true));
         ByteBuf out = drain(ch);
         assertEquals(NbdConstants.NBD_STRUCTURED_REPLY_MAGIC, out.readInt());
         assertEquals(NbdConstants.NBD_REPLY_FLAG_DONE, out.readShort());
@@ -62,8 +61,8 @@ class NbdReplyEncoderTest {
     @Test
     void extendedBlockStatusShouldUse64BitDescriptors() {
         EmbeddedChannel ch = new EmbeddedChannel(new NbdReplyEncoder(true));
-        ch.writeOutbound(new NbdReply.BlockStatusChunk(9, 1L << 40, 0, new long[] {16L << 40}, new long[] {3}, 1,
-                true));
+        ch.writeOutbound(NbdReply.BlockStatusChunk.newInstance(9, 1L << 40, 0, new long[] {16L << 40}, new long[] {3},
+                1, true));
         ByteBuf out = drain(ch);
         assertEquals(NbdConstants.NBD_EXTENDED_REPLY_MAGIC, out.readInt());
         assertEquals(1, out.readShort());
@@ -82,8 +81,8 @@ class NbdReplyEncoderTest {
     @Test
     void holeErrorAndDoneChunksShouldEncode() {
         EmbeddedChannel ch = new EmbeddedChannel(new NbdReplyEncoder(false));
-        ch.writeOutbound(new NbdReply.OffsetHoleChunk(1, 0, 512, 1024, false),
-                new NbdReply.ErrorChunk(1, 0, NbdError.EIO, "boom", true), new NbdReply.DoneChunk(2, 0));
+        ch.writeOutbound(NbdReply.OffsetHoleChunk.newInstance(1, 0, 512, 1024, false),
+                new NbdReply.ErrorChunk(1, 0, NbdError.EIO, "boom", true), NbdReply.DoneChunk.newInstance(2, 0));
         ByteBuf out = drain(ch);
         assertEquals(20 + 12 + 20 + 6 + 4 + 20, out.readableBytes());
         assertEquals(NbdConstants.NBD_REPLY_TYPE_OFFSET_HOLE, out.getShort(6));
@@ -97,7 +96,7 @@ class NbdReplyEncoderTest {
     @Test
     void simpleReplyUnderExtendedHeadersShouldBeRefused() {
         EmbeddedChannel ch = new EmbeddedChannel(new NbdReplyEncoder(true));
-        assertThrows(EncoderException.class, () -> ch.writeOutbound(NbdSimpleReply.of(1, null)));
+        assertThrows(EncoderException.class, () -> ch.writeOutbound(NbdSimpleReply.newInstance(1, null)));
         assertFalse(ch.finishAndReleaseAll());
     }
 }

@@ -1,5 +1,6 @@
 package dev.shear.nbd.protocol;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -8,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.embedded.EmbeddedChannel;
 import io.netty.handler.codec.DecoderException;
@@ -63,6 +65,15 @@ class NbdRequestDecoderTest {
         }
     }
 
+    /** Asserts the cookie of a request read from the channel, and releases it. */
+    private static void assertCookie(long cookie, NbdRequest r) {
+        try {
+            assertEquals(cookie, r.cookie());
+        } finally {
+            r.release();
+        }
+    }
+
     @Test
     void readShouldDecodeWholeAndByteByByte() {
         open(false);
@@ -76,6 +87,8 @@ class NbdRequestDecoderTest {
             assertEquals(4096, r.offset());
             assertEquals(512, r.length());
             assertNull(r.rejected());
+            assertFalse(r.hasPayload());
+            assertTrue(r.release());
         }
         assertNull(channel.readInbound());
     }
@@ -86,12 +99,14 @@ class NbdRequestDecoderTest {
         byte[] payload = new byte[512];
         payload[511] = 9;
         feedByteByByte(request(NbdConstants.NBD_CMD_FLAG_FUA, NbdConstants.NBD_CMD_WRITE, 1, 4096, 512, payload));
-        NbdWriteRequest w = channel.readInbound();
+        NbdRequest w = channel.readInbound();
         try {
-            assertEquals(4096, w.request().offset());
-            assertTrue(w.request().hasFlag(NbdConstants.NBD_CMD_FLAG_FUA));
-            assertEquals(512, w.content().readableBytes());
-            assertEquals(9, w.content().getByte(511));
+            assertEquals(4096, w.offset());
+            assertTrue(w.hasFlag(NbdConstants.NBD_CMD_FLAG_FUA));
+            assertEquals(512, w.payloadLength());
+            assertEquals(512, w.payload().readableBytes());
+            assertEquals(9, w.payload().getByte(511));
+            assertEquals(9, w.payloadNioBuffer().get(511));
         } finally {
             w.release();
         }
@@ -106,10 +121,11 @@ class NbdRequestDecoderTest {
         byte[] c = request(0, NbdConstants.NBD_CMD_DISC, 3, 0, 0, null);
         ByteBuf all = Unpooled.wrappedBuffer(a, b, c);
         channel.writeInbound(all);
-        NbdWriteRequest w = channel.readInbound();
+        NbdRequest w = channel.readInbound();
+        assertArrayEquals(new byte[] {1, 2, 3}, ByteBufUtil.getBytes(w.payload()));
         w.release();
-        assertEquals(2, ((NbdRequest) channel.readInbound()).cookie());
-        assertEquals(3, ((NbdRequest) channel.readInbound()).cookie());
+        assertCookie(2, channel.readInbound());
+        assertCookie(3, channel.readInbound());
         assertNull(channel.readInbound());
     }
 
@@ -122,8 +138,9 @@ class NbdRequestDecoderTest {
         NbdRequest r = channel.readInbound();
         assertEquals(NbdError.EINVAL, r.rejected());
         assertEquals(7, r.cookie());
-        NbdRequest next = channel.readInbound();
-        assertEquals(8, next.cookie());
+        assertFalse(r.hasPayload());
+        r.release();
+        assertCookie(8, channel.readInbound());
         assertNull(channel.readInbound());
     }
 
@@ -161,6 +178,7 @@ class NbdRequestDecoderTest {
         assertTrue(r.extended());
         assertEquals(16L << 40, r.length());
         assertEquals(1L << 40, r.offset());
+        r.release();
     }
 
     @Test
@@ -168,8 +186,9 @@ class NbdRequestDecoderTest {
         open(true);
         feedWhole(extendedRequest(NbdConstants.NBD_CMD_FLAG_PAYLOAD_LEN, NbdConstants.NBD_CMD_WRITE, 5, 0, 4,
                 new byte[] {1, 2, 3, 4}));
-        NbdWriteRequest w = channel.readInbound();
-        assertEquals(4, w.content().readableBytes());
+        NbdRequest w = channel.readInbound();
+        assertEquals(4, w.payloadLength());
+        assertArrayEquals(new byte[] {1, 2, 3, 4}, ByteBufUtil.getBytes(w.payload()));
         w.release();
     }
 
@@ -179,8 +198,10 @@ class NbdRequestDecoderTest {
         feedWhole(extendedRequest(NbdConstants.NBD_CMD_FLAG_PAYLOAD_LEN, NbdConstants.NBD_CMD_READ, 5, 0, 4,
                 new byte[] {1, 2, 3, 4}));
         feedWhole(extendedRequest(0, NbdConstants.NBD_CMD_FLUSH, 6, 0, 0, null));
-        assertEquals(NbdError.EINVAL, ((NbdRequest) channel.readInbound()).rejected());
-        assertEquals(6, ((NbdRequest) channel.readInbound()).cookie());
+        NbdRequest rejected = channel.readInbound();
+        assertEquals(NbdError.EINVAL, rejected.rejected());
+        rejected.release();
+        assertCookie(6, channel.readInbound());
     }
 
     @Test

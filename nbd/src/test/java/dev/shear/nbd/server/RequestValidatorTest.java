@@ -62,9 +62,13 @@ class RequestValidatorTest {
     })
     void ruleShouldGiveExpectedError(String rule, int cmd, int flags, long offset, long length, boolean ro,
             boolean contexts, String expected) {
-        NbdRequest r = new NbdRequest(flags, cmd, 1, offset, length, false, null);
-        NbdError e = RequestValidator.validate(r, SIZE, ro ? RO : RW, contexts, MAX);
-        assertEquals(expected, e == null ? "OK" : e.name(), rule);
+        NbdRequest r = NbdRequest.newInstance(flags, cmd, 1, offset, length, false, null);
+        try {
+            NbdError e = RequestValidator.validate(r, SIZE, ro ? RO : RW, contexts, MAX);
+            assertEquals(expected, e == null ? "OK" : e.name(), rule);
+        } finally {
+            r.release();
+        }
     }
 
     @ParameterizedTest(name = "{0} cmd={1} flags={2}")
