@@ -14,6 +14,7 @@ import dev.shear.block.BlockDevice;
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFormat;
 import dev.shear.block.RawImage;
+import dev.shear.block.ZeroReportListener;
 import dev.shear.fleece.CbwPolicy;
 import dev.shear.qcow2.ClusterMapping;
 import dev.shear.qcow2.Images;
@@ -113,6 +114,45 @@ class BackupJobTest {
         // A second backup after the end is allowed.
         PullBackupJob again = PullBackupJob.begin("j3", disk, null, null, scratch(kind), CbwPolicy.BREAK_SNAPSHOT);
         again.end();
+    }
+
+    @Test
+    void pullProgressShouldCountRangesReportedAsZeroAsDone() throws IOException {
+        PullBackupJob job = PullBackupJob.begin("j1", disk, null, null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT);
+        List<JobEvent> events = new ArrayList<>();
+        job.addListener(events::add);
+        BlockDevice snap = job.exportDevice();
+        ZeroReportListener zeros = (ZeroReportListener) snap;
+        // A client that skips clusters 3 and 4 (zeros) reads the rest...
+        read(snap, 0, 3 * CLUSTER);
+        read(snap, 5L * CLUSTER, (CLUSTERS - 5) * CLUSTER);
+        assertEquals((CLUSTERS - 2L) * CLUSTER, job.progress().doneBytes());
+        assertTrue(events.isEmpty(), events::toString);
+        // ...having been told by block status that they read as zeros (reported twice: counted once).
+        zeros.zeroReported(3L * CLUSTER, CLUSTER);
+        zeros.zeroReported(3L * CLUSTER, 2L * CLUSTER);
+        assertEquals(initial.length, job.progress().doneBytes());
+        assertEquals(1.0, job.progress().fraction());
+        assertEquals(List.of("read-complete"), events.stream().map(JobEvent::type).toList());
+        job.end();
+    }
+
+    @Test
+    void incrementalPullProgressShouldIgnoreZeroReportsOutsideTheBitmap() throws IOException {
+        disk.checkpoints().create("c1", null);
+        write(2, 0x22);
+        disk.top().writeZeroes(6L * CLUSTER, CLUSTER, 0);
+        PullBackupJob job = PullBackupJob.begin("j1", disk, "c1", null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT);
+        ZeroReportListener zeros = (ZeroReportListener) job.exportDevice();
+        assertEquals(2L * CLUSTER, job.progress().totalBytes());
+        zeros.zeroReported(3L * CLUSTER, 2L * CLUSTER);   // zeros, but not in the backup
+        assertEquals(0, job.progress().doneBytes());
+        zeros.zeroReported(6L * CLUSTER, CLUSTER);
+        read(job.exportDevice(), 2L * CLUSTER, CLUSTER);
+        assertEquals(2L * CLUSTER, job.progress().doneBytes());
+        job.end();
     }
 
     @Test
