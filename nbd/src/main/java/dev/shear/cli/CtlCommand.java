@@ -19,8 +19,12 @@ import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.Stack;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.IParameterPreprocessor;
+import picocli.CommandLine.Model.ArgSpec;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -36,7 +40,7 @@ import picocli.CommandLine.Spec;
  * bitmap-clear|bitmap-enable|bitmap-disable EXPORT NAME | bitmap-merge EXPORT NAME SOURCE...
  * checkpoints EXPORT | checkpoint-add EXPORT NAME | checkpoint-remove EXPORT NAME
  * backup-begin EXPORT [--since C] [--checkpoint C] [--scratch KIND] [--scratch-path P]
- *              [--push TARGET [--backing FILE] [--compress]] [--wait]
+ *              [--push TARGET [--backing FILE] [--compress[=zstd|deflate]]] [--wait]
  * backup-end ID | jobs | job ID | events | metrics | request METHOD PATH [JSON]
  * </pre>
  */
@@ -72,8 +76,10 @@ public final class CtlCommand implements Callable<Integer> {
     @Option(names = "--backing", paramLabel = "FILE", description = "backup-begin --push: backing file of the target.")
     String backing;
 
-    @Option(names = "--compress", description = "backup-begin --push: compressed clusters.")
-    boolean compress;
+    @Option(names = "--compress", arity = "0..1", paramLabel = "TYPE", preprocessor = CompressValue.class,
+            description = "backup-begin --push: compressed clusters; --compress=zstd or --compress=deflate, alone: "
+                    + "the target's default type (deflate).")
+    String compress;
 
     @Option(names = "--wait", description = "backup-begin --push: wait for the end (bar on a terminal).")
     boolean await;
@@ -92,6 +98,21 @@ public final class CtlCommand implements Callable<Integer> {
 
     @Parameters(index = "1..*", paramLabel = "ARG")
     List<String> args = new ArrayList<>();
+
+    /**
+     * {@code --compress} takes its value only when attached ({@code --compress=zstd}): a bare
+     * {@code --compress} means "true", and the next argument stays a positional one (picocli's documented
+     * pattern for an optional value that must not swallow the EXPORT).
+     */
+    static final class CompressValue implements IParameterPreprocessor {
+        @Override
+        public boolean preprocess(Stack<String> rest, CommandSpec command, ArgSpec arg, Map<String, Object> info) {
+            if (" ".equals(info.get("separator"))) {
+                rest.push("true");
+            }
+            return false;
+        }
+    }
 
     /** An HTTP reply. */
     record Reply(int status, String body) {
@@ -187,9 +208,12 @@ public final class CtlCommand implements Callable<Integer> {
                 if (push != null) {
                     b.put("target", Path.of(push).toAbsolutePath().toString());
                     putIf(b, "backing", backing);
-                    if (compress) {
-                        b.put("compress", true);
-                    }
+                }
+                // Sent as given, with or without --push: the server judges it (400 naming the field).
+                if ("true".equals(compress)) {
+                    b.put("compress", true);
+                } else {
+                    putIf(b, "compress", compress);
                 }
                 yield new String[] {"POST", "/backups", b.toString()};
             }

@@ -1,6 +1,7 @@
 package dev.shear.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -105,6 +106,13 @@ class ControlApiTest {
         expect(400, "export", "POST", "/backups", "{}");
         expect(400, "type", "POST", "/backups", "{\"export\":\"vda\",\"type\":\"sideways\"}");
         expect(400, "since", "POST", "/backups", "{\"export\":\"vda\",\"since\":\"nope\"}");
+        String push = "{\"export\":\"vda\",\"type\":\"push\",\"target\":\"" + dir.resolve("t.qcow2") + "\",";
+        expect(400, "compress", "POST", "/backups", push + "\"compress\":\"lz4\"}");
+        expect(400, "compress", "POST", "/backups", push + "\"compress\":1}");
+        expect(400, "compress", "POST", "/backups", push + "\"compress\":{}}");
+        expect(400, "compress", "POST", "/backups", "{\"export\":\"vda\",\"compress\":\"zstd\"}");
+        assertTrue(call("POST", "/backups", push + "\"compress\":\"lz4\"}").body().contains("lz4"));
+        assertFalse(Files.exists(dir.resolve("t.qcow2")));
         expect(404, null, "POST", "/backups", "{\"export\":\"nope\"}");
         JsonNode job = ok("POST", "/backups", "{\"export\":\"vda\",\"checkpoint\":\"c1\"}");
         assertEquals("vda-backup", job.get("snapshotExport").asText());

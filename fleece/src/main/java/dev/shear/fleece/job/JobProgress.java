@@ -2,7 +2,8 @@ package dev.shear.fleece.job;
 
 /**
  * Progress of a backup job: bytes of the backup's extents done (pull: read by the client from the
- * snapshot export; push: written to the target) out of the total.
+ * snapshot export, or reported to it as zeros by block status; push: written to the target) out of the
+ * total.
  *
  * @param doneBytes      bytes done
  * @param totalBytes     bytes the backup covers (the disk for a full backup, the dirty extents otherwise)

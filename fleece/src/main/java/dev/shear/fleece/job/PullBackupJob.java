@@ -10,10 +10,18 @@ import java.io.IOException;
 /**
  * A pull backup (design.md §Control API; dirty-bitmaps.md §8): the snapshot is served read-only as
  * export {@code EXPORT-backup}; for an incremental backup the bitmap frozen at the snapshot point is
- * exposed on it as {@code qemu:dirty-bitmap:backup-EXPORT}, its only bitmap. Progress counts the bytes
- * of the backup's extents (the disk, or the frozen bitmap's dirty extents) the client has read through
- * {@link #exportDevice()}; a "read-complete" event is published once all were read. {@link #end()}
- * releases the snapshot and deletes the scratch; a checkpoint created with the backup stays.
+ * exposed on it as {@code qemu:dirty-bitmap:backup-EXPORT}, its only bitmap. {@link #end()} releases the
+ * snapshot and deletes the scratch; a checkpoint created with the backup stays.
+ *
+ * <p>Progress: the total is the bytes of the backup's extents (the disk for a full backup, the frozen
+ * bitmap's dirty extents for an incremental one); a byte is done once the client has read it through
+ * {@link #exportDevice()} <em>or</em> a block-status reply has told the client it reads as zeros (a
+ * hole or zero extent of base:allocation). Clients such as nbdcopy and qemu-img convert skip such
+ * extents instead of reading them, so counting only reads would never reach the total; counting them
+ * when reported (not when the job starts) also covers a cluster that turns zero later, for instance a
+ * copy the scratch stores as zeros. A client that never asks block status reads everything and gets
+ * there by reads. A "read-complete" event is published once every byte is done. Counting is per
+ * 512-byte unit in a Roaring bitmap ({@link ReadProgress}), bounded by the number of runs, not bytes.
  *
  * <p>The server side (adding and removing the export) is the caller's: this class knows no network.
  */

@@ -11,6 +11,8 @@ import dev.shear.fleece.SnapshotView;
 import dev.shear.qcow2.Images;
 import dev.shear.qcow2.Qcow2CreateOptions;
 import dev.shear.qcow2.Qcow2Creator;
+import dev.shear.qcow2.Qcow2Image;
+import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -37,7 +39,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * rate and ETA. {@link #end()} aborts a running job and deletes the partial target; a completed target
  * passes {@code qemu-img check} and equals the snapshot per {@code qemu-img compare}.
  *
- * <p>Compressed clusters are refused until the qcow2 engine writes them ({@code writeCompressed}).
+ * <p>Compressed ({@code compression} not null): the target is created with that {@code compression_type}
+ * and every cluster the backup writes is a compressed cluster (a normal one where compression gains
+ * nothing, as QEMU), all-zero clusters are zero clusters; see {@link CompressedCopy} for whole clusters,
+ * the disk's last partial cluster and incremental targets over a backing file.
  */
 public final class PushBackupJob extends BackupJob {
     /** Bytes copied per read/write: bounds memory and how long a guest write waits behind us. */
@@ -45,6 +50,8 @@ public final class PushBackupJob extends BackupJob {
 
     private final Path target;
     private final String backingFile;
+    /** The target's compression type, or null for uncompressed clusters. */
+    private final CompressionType compression;
     private final AtomicLong done = new AtomicLong();
     private final CountDownLatch finished = new CountDownLatch(1);
     /** Set by end(); read by the copy loop. */
@@ -56,10 +63,11 @@ public final class PushBackupJob extends BackupJob {
     private volatile SnapshotStats lastStats;
 
     private PushBackupJob(String id, ManagedDisk disk, String since, String newCheckpoint, Path target,
-            String backingFile) {
+            String backingFile, CompressionType compression) {
         super(id, disk, since, newCheckpoint);
         this.target = target;
         this.backingFile = backingFile;
+        this.compression = compression;
     }
 
     /**
@@ -67,16 +75,12 @@ public final class PushBackupJob extends BackupJob {
      *
      * @param target      the qcow2 file to create (must not exist)
      * @param backingFile the backing file to record in the target (the previous backup), or null
-     * @param compress    write compressed clusters: refused in this build
+     * @param compression the target's compression type, written as compressed clusters; null for none
      * @throws BackupBusyException when another job holds the disk
      */
     public static PushBackupJob begin(String id, ManagedDisk disk, String since, String newCheckpoint,
-            ScratchSpec scratch, CbwPolicy policy, Path target, String backingFile, boolean compress)
+            ScratchSpec scratch, CbwPolicy policy, Path target, String backingFile, CompressionType compression)
             throws IOException {
-        if (compress) {
-            throw BlockException.unsupported(target.toString(), -1, "compress: true (expected: false; compressed "
-                    + "cluster writes are not in this build's qcow2 engine yet)");
-        }
         if (Files.exists(target)) {
             throw BlockException.invalid(target.toString(), -1, "target: file exists (expected: a new path)");
         }
@@ -84,7 +88,7 @@ public final class PushBackupJob extends BackupJob {
             throw BlockException.invalid(disk.name(), -1, "size: %d (expected: a multiple of 512 for a qcow2 "
                     + "target)", disk.top().size());
         }
-        PushBackupJob job = new PushBackupJob(id, disk, since, newCheckpoint, target, backingFile);
+        PushBackupJob job = new PushBackupJob(id, disk, since, newCheckpoint, target, backingFile, compression);
         Snapshot s = BackupJob.begin(job, scratch, policy, PullBackupJob.bitmapName(disk.name()));
         job.view = s.view();
         job.bitmap = s.bitmap();
@@ -103,6 +107,11 @@ public final class PushBackupJob extends BackupJob {
 
     public Path target() {
         return target;
+    }
+
+    /** The target's compression type, or null when the clusters are written uncompressed. */
+    public CompressionType compression() {
+        return compression;
     }
 
     /** Ranges [start, end) to process, in order, not overlapping. */
@@ -139,16 +148,22 @@ public final class PushBackupJob extends BackupJob {
         try {
             Qcow2CreateOptions d = Qcow2CreateOptions.defaults(view.size());
             Qcow2CreateOptions o = new Qcow2CreateOptions(d.sizeBytes(), d.clusterSize(), d.version(),
-                    d.compressionType(), d.extendedL2(), d.lazyRefcounts(), d.refcountBits(), d.preallocation(),
-                    backingFile, backingFile == null ? null : "qcow2");
+                    compression == null ? d.compressionType() : compression.headerValue(), d.extendedL2(),
+                    d.lazyRefcounts(), d.refcountBits(), d.preallocation(), backingFile,
+                    backingFile == null ? null : "qcow2");
             Qcow2Creator.create(target, o);
             created = true;
             out = Images.open(target, ImageFormat.QCOW2, false, null);
-            ByteBuffer buf = ByteBuffer.allocateDirect(CHUNK_BYTES);
-            for (long[] r : plan()) {
-                copyRange(r[0], r[1], out, buf);
-                if (abortRequested) {
-                    break;
+            if (compression != null) {
+                new CompressedCopy(view, (Qcow2Image) out, backingFile != null).copy(plan(), () -> abortRequested,
+                        done::addAndGet);
+            } else {
+                ByteBuffer buf = ByteBuffer.allocateDirect(CHUNK_BYTES);
+                for (long[] r : plan()) {
+                    copyRange(r[0], r[1], out, buf);
+                    if (abortRequested) {
+                        break;
+                    }
                 }
             }
             if (abortRequested) {

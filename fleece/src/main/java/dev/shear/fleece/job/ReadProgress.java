@@ -4,10 +4,11 @@ import dev.shear.bitmap.DirtyBitmap;
 import org.roaringbitmap.RoaringBitmap;
 
 /**
- * Which bytes of a backup's extents a pull client has read, counted in units of {@code 2^unitBits}
- * bytes (512 B while the disk has at most 2^32 of them). A unit counts once however often it is read;
- * reads outside the backup's extents do not count. Thread-safe (synchronized; a read costs work per
- * touched Roaring container, not per byte).
+ * Which bytes of a backup's extents a pull client has consumed — read, or been told by block status
+ * that they read as zeros (see {@link PullBackupJob}) — counted in units of {@code 2^unitBits} bytes
+ * (512 B while the disk has at most 2^32 of them). A unit counts once however often it is recorded;
+ * ranges outside the backup's extents do not count. Thread-safe (synchronized; a record costs work per
+ * touched Roaring container, not per byte; contiguous ranges stay run containers).
  */
 final class ReadProgress {
     private final int unitBits;
@@ -68,7 +69,7 @@ final class ReadProgress {
         return totalBytes;
     }
 
-    /** Records a read of [offset, offset + length); true when this read completed the backup. */
+    /** Records [offset, offset + length) as consumed; true when this record completed the backup. */
     synchronized boolean record(long offset, long length) {
         if (length <= 0 || readUnits == wantedUnits) {
             return false;

@@ -5,19 +5,23 @@ import dev.shear.block.BlockDevice;
 import dev.shear.block.BlockException;
 import dev.shear.block.ExtentSink;
 import dev.shear.block.ReadSegmentSink;
+import dev.shear.block.ZeroReportListener;
 import dev.shear.fleece.SnapshotView;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * The device a pull backup's snapshot export serves: the {@link SnapshotView}, with every read
- * reported to the job (progress), and TRIM accepted ("I have read this range", aligned inward by the
- * view). Writes and write-zeroes fail with READ_ONLY (EPERM). Capabilities say canWrite so that an
- * NBD export offers TRIM at all (QEMU exports its fleecing node writable for the same reason); the
- * device itself never changes the snapshot. Closing does not end the snapshot: the job does.
+ * The device a pull backup's snapshot export serves: the {@link SnapshotView}, with every range the
+ * client has consumed reported to the job (progress): each successful read, and each range a
+ * block-status reply told the client reads as zeros ({@link ZeroReportListener}; the server calls it
+ * with exactly what the reply carried), since clients such as nbdcopy skip those instead of reading
+ * them. TRIM is accepted ("I have read this range", aligned inward by the view). Writes and
+ * write-zeroes fail with READ_ONLY (EPERM). Capabilities say canWrite so that an NBD export offers TRIM
+ * at all (QEMU exports its fleecing node writable for the same reason); the device itself never changes
+ * the snapshot. Closing does not end the snapshot: the job does.
  */
-final class SnapshotExportDevice implements BlockDevice {
-    /** Receives each successful read's range. */
+final class SnapshotExportDevice implements BlockDevice, ZeroReportListener {
+    /** Receives each range the client has consumed: read, or been told reads as zeros. */
     interface ReadListener {
         void onRead(long offset, long length);
     }
@@ -65,6 +69,12 @@ final class SnapshotExportDevice implements BlockDevice {
     @Override
     public void blockStatus(long offset, long length, ExtentSink sink) throws IOException {
         view.blockStatus(offset, length, sink);
+    }
+
+    /** The client was told [offset, offset + length) reads as zeros: it need not read it. */
+    @Override
+    public void zeroReported(long offset, long length) {
+        listener.onRead(offset, length);
     }
 
     @Override

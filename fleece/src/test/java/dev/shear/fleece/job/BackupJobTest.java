@@ -3,6 +3,7 @@ package dev.shear.fleece.job;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -13,8 +14,12 @@ import dev.shear.block.BlockDevice;
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFormat;
 import dev.shear.block.RawImage;
+import dev.shear.block.ZeroReportListener;
 import dev.shear.fleece.CbwPolicy;
+import dev.shear.qcow2.ClusterMapping;
 import dev.shear.qcow2.Images;
+import dev.shear.qcow2.Qcow2Image;
+import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -112,6 +117,45 @@ class BackupJobTest {
     }
 
     @Test
+    void pullProgressShouldCountRangesReportedAsZeroAsDone() throws IOException {
+        PullBackupJob job = PullBackupJob.begin("j1", disk, null, null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT);
+        List<JobEvent> events = new ArrayList<>();
+        job.addListener(events::add);
+        BlockDevice snap = job.exportDevice();
+        ZeroReportListener zeros = (ZeroReportListener) snap;
+        // A client that skips clusters 3 and 4 (zeros) reads the rest...
+        read(snap, 0, 3 * CLUSTER);
+        read(snap, 5L * CLUSTER, (CLUSTERS - 5) * CLUSTER);
+        assertEquals((CLUSTERS - 2L) * CLUSTER, job.progress().doneBytes());
+        assertTrue(events.isEmpty(), events::toString);
+        // ...having been told by block status that they read as zeros (reported twice: counted once).
+        zeros.zeroReported(3L * CLUSTER, CLUSTER);
+        zeros.zeroReported(3L * CLUSTER, 2L * CLUSTER);
+        assertEquals(initial.length, job.progress().doneBytes());
+        assertEquals(1.0, job.progress().fraction());
+        assertEquals(List.of("read-complete"), events.stream().map(JobEvent::type).toList());
+        job.end();
+    }
+
+    @Test
+    void incrementalPullProgressShouldIgnoreZeroReportsOutsideTheBitmap() throws IOException {
+        disk.checkpoints().create("c1", null);
+        write(2, 0x22);
+        disk.top().writeZeroes(6L * CLUSTER, CLUSTER, 0);
+        PullBackupJob job = PullBackupJob.begin("j1", disk, "c1", null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT);
+        ZeroReportListener zeros = (ZeroReportListener) job.exportDevice();
+        assertEquals(2L * CLUSTER, job.progress().totalBytes());
+        zeros.zeroReported(3L * CLUSTER, 2L * CLUSTER);   // zeros, but not in the backup
+        assertEquals(0, job.progress().doneBytes());
+        zeros.zeroReported(6L * CLUSTER, CLUSTER);
+        read(job.exportDevice(), 2L * CLUSTER, CLUSTER);
+        assertEquals(2L * CLUSTER, job.progress().doneBytes());
+        job.end();
+    }
+
+    @Test
     void incrementalPullShouldExposeTheBitmapFrozenAtTheSnapshotPoint() throws IOException {
         disk.checkpoints().create("c1", null);
         write(2, 0x22);
@@ -144,7 +188,7 @@ class BackupJobTest {
     void pushFullThenIncrementalShouldEqualTheSnapshots() throws IOException {
         Path full = dir.resolve("full.qcow2");
         PushBackupJob j1 = PushBackupJob.begin("p1", disk, null, "c1", scratch(ScratchSpec.Kind.QCOW2),
-                CbwPolicy.BREAK_SNAPSHOT, full, null, false);
+                CbwPolicy.BREAK_SNAPSHOT, full, null, null);
         write(0, 0x01);   // after the point: not in the backup
         assertTrue(j1.awaitFinished(30_000));
         assertEquals(JobState.COMPLETED, j1.state(), () -> String.valueOf(j1.error()));
@@ -158,7 +202,7 @@ class BackupJobTest {
         byte[] expected = read(disk.top(), 0, initial.length);
         Path inc = dir.resolve("inc.qcow2");
         PushBackupJob j2 = PushBackupJob.begin("p2", disk, "c1", "c2", scratch(ScratchSpec.Kind.SPILL_ZSTD),
-                CbwPolicy.BREAK_SNAPSHOT, inc, "full.qcow2", false);
+                CbwPolicy.BREAK_SNAPSHOT, inc, "full.qcow2", null);
         assertTrue(j2.awaitFinished(30_000));
         assertEquals(JobState.COMPLETED, j2.state(), () -> String.valueOf(j2.error()));
         assertEquals(3L * CLUSTER, j2.progress().totalBytes());
@@ -217,7 +261,7 @@ class BackupJobTest {
         disk = ManagedDisk.wrap("vda", slow, List.of(), CLUSTER);
         Path target = dir.resolve("aborted.qcow2");
         PushBackupJob job = PushBackupJob.begin("p", disk, null, null, scratch(ScratchSpec.Kind.SPILL_LZ4),
-                CbwPolicy.BREAK_SNAPSHOT, target, null, false);
+                CbwPolicy.BREAK_SNAPSHOT, target, null, null);
         List<JobEvent> events = new ArrayList<>();
         job.addListener(events::add);
         job.end();
@@ -229,12 +273,56 @@ class BackupJobTest {
         assertNull(disk.owner());
     }
 
-    @Test
-    void pushWithCompressionShouldBeRefusedClearly() throws IOException {
-        BlockException e = assertThrows(BlockException.class, () -> PushBackupJob.begin("p", disk, null, null,
-                scratch(ScratchSpec.Kind.SPILL_LZ4), CbwPolicy.BREAK_SNAPSHOT, dir.resolve("c.qcow2"), null, true));
-        assertTrue(e.getMessage().contains("compress"), e.getMessage());
-        assertNull(disk.owner());
+    @ParameterizedTest
+    @EnumSource(CompressionType.class)
+    void compressedPushFullThenIncrementalShouldWriteCompressedAndZeroClusters(CompressionType type)
+            throws IOException {
+        // Compressible clusters 0..2 and 5..15 (constant bytes); 3 and 4 stay zeros (data to block status).
+        for (int c = 0; c < CLUSTERS; c++) {
+            if (c != 3 && c != 4) {
+                write(c, 0x10 + c);
+            }
+        }
+        byte[] first = read(disk.top(), 0, initial.length);
+        Path full = dir.resolve("full.qcow2");
+        PushBackupJob j1 = PushBackupJob.begin("p1", disk, null, "c1", scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT, full, null, type);
+        write(0, 0x01);   // after the point: not in the backup
+        assertTrue(j1.awaitFinished(30_000));
+        assertEquals(JobState.COMPLETED, j1.state(), () -> String.valueOf(j1.error()));
+        assertEquals(initial.length, j1.progress().doneBytes());
+        try (Qcow2Image t = (Qcow2Image) Images.open(full, ImageFormat.QCOW2, true, null)) {
+            assertEquals(type.headerValue(), t.header().compressionType());
+            assertArrayEquals(first, read(t, 0, initial.length));
+            for (int c = 0; c < CLUSTERS; c++) {
+                ClusterMapping m = t.map((long) c * CLUSTER, CLUSTER);
+                if (c == 3 || c == 4) {
+                    assertInstanceOf(ClusterMapping.Zero.class, m, "cluster " + c);
+                } else {
+                    assertInstanceOf(ClusterMapping.Compressed.class, m, "cluster " + c);
+                }
+            }
+        }
+        write(2, 0x22);
+        disk.top().writeZeroes(5L * CLUSTER, CLUSTER, 0);
+        byte[] second = read(disk.top(), 0, initial.length);
+        Path inc = dir.resolve("inc.qcow2");
+        PushBackupJob j2 = PushBackupJob.begin("p2", disk, "c1", null, scratch(ScratchSpec.Kind.SPILL_LZ4),
+                CbwPolicy.BREAK_SNAPSHOT, inc, "full.qcow2", type);
+        write(2, 0x33);   // after the point
+        assertTrue(j2.awaitFinished(30_000));
+        assertEquals(JobState.COMPLETED, j2.state(), () -> String.valueOf(j2.error()));
+        // Dirty: 0 (written after the first point), 2 and 5.
+        assertEquals(3L * CLUSTER, j2.progress().totalBytes());
+        try (Qcow2Image t = (Qcow2Image) Images.open(inc, ImageFormat.QCOW2, true, null)) {
+            assertArrayEquals(second, read(t, 0, initial.length));
+            assertInstanceOf(ClusterMapping.Compressed.class, t.map(0, CLUSTER));
+            assertInstanceOf(ClusterMapping.Compressed.class, t.map(2L * CLUSTER, CLUSTER));
+            // Zeros over data in the backing file: a zero cluster, not compressed zeros.
+            assertInstanceOf(ClusterMapping.Zero.class, t.map(5L * CLUSTER, CLUSTER));
+            assertInstanceOf(ClusterMapping.Unallocated.class, t.map(6L * CLUSTER, CLUSTER));
+        }
+        assertEquals(0, scratchFiles());
     }
 
     @Test

@@ -22,6 +22,7 @@ import dev.shear.nbd.server.ExportRegistry;
 import dev.shear.nbd.server.NbdMetrics;
 import dev.shear.nbd.server.ServerLog;
 import dev.shear.qcow2.Images;
+import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -404,12 +405,9 @@ public final class BackupService {
                     throw ControlException.badRequest("target: " + r.target() + " exists (expected: a new file)",
                             "target");
                 }
-                if (Boolean.TRUE.equals(r.compress())) {
-                    throw ControlException.badRequest("compress: true (expected: false; compressed cluster writes "
-                            + "are not in this build's qcow2 engine yet)", "compress");
-                }
+                CompressionType compression = compression(r.compress());
                 PushBackupJob p = PushBackupJob.begin(id, d, r.since(), r.checkpoint(), scratch, policy,
-                        Path.of(r.target()), r.backing(), false);
+                        Path.of(r.target()), r.backing(), compression);
                 job = p;
                 wire(job);
             }
@@ -420,6 +418,31 @@ public final class BackupService {
         ServerLog.info("backup-begin", "job", id, "type", type, "export", r.export(), "since", r.since(),
                 "checkpoint", r.checkpoint(), "scratch", kind.name().toLowerCase(Locale.ROOT));
         return describe(job);
+    }
+
+    /**
+     * The push target's compression type for the {@code compress} field: {@code "zstd"}, {@code "deflate"},
+     * {@code true} for the target's default type (deflate, QEMU's {@code compression_type=zlib}), null for
+     * {@code false} or absent.
+     *
+     * @throws ControlException 400 naming the field for any other value
+     */
+    static CompressionType compression(Object compress) {
+        if (compress == null || Boolean.FALSE.equals(compress)) {
+            return null;
+        }
+        if (Boolean.TRUE.equals(compress)) {
+            return CompressionType.DEFLATE;
+        }
+        if ("zstd".equals(compress)) {
+            return CompressionType.ZSTD;
+        }
+        if ("deflate".equals(compress)) {
+            return CompressionType.DEFLATE;
+        }
+        String shown = compress instanceof String str ? "\"" + str + "\"" : String.valueOf(compress);
+        throw ControlException.badRequest("compress: " + shown + " (expected: \"zstd\", \"deflate\", true or "
+                + "false)", "compress");
     }
 
     private static boolean hasBitmap(ManagedDisk d, String name) {

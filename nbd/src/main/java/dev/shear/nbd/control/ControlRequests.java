@@ -20,10 +20,12 @@ final class ControlRequests {
      * @param policy          "break-snapshot" (default) or "break-guest-write"
      * @param target          push: the qcow2 file to create
      * @param backing         push: backing file recorded in the target (the previous backup), or null
-     * @param compress        push: compressed clusters (refused in this build)
+     * @param compress        push: compressed clusters: {@code "zstd"}, {@code "deflate"}, {@code true} (the
+     *                        target's default compression type, zlib/deflate as QEMU's), or {@code false} / absent
+     *                        for none; a JSON string or boolean, checked by {@link BackupService}
      */
     record BeginBackup(String export, String type, String since, String checkpoint, String scratch,
-            String scratchPath, Long scratchCapacity, String policy, String target, String backing, Boolean compress) {
+            String scratchPath, Long scratchCapacity, String policy, String target, String backing, Object compress) {
     }
 
     /** POST /exports: open an image and serve it. */

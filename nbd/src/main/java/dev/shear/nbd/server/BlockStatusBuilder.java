@@ -3,6 +3,7 @@ package dev.shear.nbd.server;
 import dev.shear.block.BlockDevice;
 import dev.shear.block.Extent;
 import dev.shear.block.ExtentCollector;
+import dev.shear.block.ZeroReportListener;
 import dev.shear.nbd.protocol.NbdConstants;
 import dev.shear.nbd.protocol.NbdReply;
 import java.io.IOException;
@@ -117,13 +118,34 @@ public final class BlockStatusBuilder {
             answers.add(runs);
         }
         List<NbdReply> chunks = new ArrayList<>(contexts.size());
+        boolean base = false;
         for (int i = 0; i < contexts.size(); i++) {
             Runs runs = answers.get(i);
             runs.clip(offset, commonEnd);
             chunks.add(NbdReply.BlockStatusChunk.newInstance(cookie, offset, contexts.get(i).id(), runs.lengths,
                     runs.flags, runs.count, i == contexts.size() - 1));
+            base |= contexts.get(i) instanceof MetaContext.BaseAllocation;
+        }
+        if (base && device instanceof ZeroReportListener listener) {
+            reportZeros(allocation, commonEnd, listener);
         }
         return chunks;
+    }
+
+    /**
+     * Tells {@code listener} the zero ranges of base:allocation's answer: every extent of
+     * {@code allocation} up to {@code commonEnd} went out (the base runs hold all of them up to their end,
+     * which is at least the common end), clipped there.
+     */
+    private static void reportZeros(List<Extent> allocation, long commonEnd, ZeroReportListener listener) {
+        for (Extent e : allocation) {
+            if (e.offset() >= commonEnd) {
+                break;
+            }
+            if (e.isZero()) {
+                listener.zeroReported(e.offset(), Math.min(e.end(), commonEnd) - e.offset());
+            }
+        }
     }
 
     /**

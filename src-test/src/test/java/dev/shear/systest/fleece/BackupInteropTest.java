@@ -166,9 +166,10 @@ class BackupInteropTest {
         assertEquals(192 * 1024, done.get("progress").get("totalBytes").asLong());
         Tool.named("qemu-img").check("check", inc.toString());
         Tool.named("qemu-img").check("compare", "-f", "raw", "-F", "qcow2", expected.toString(), inc.toString());
-        String[] compress = curl("POST", "/backups", "{\"export\":\"vda\",\"type\":\"push\",\"compress\":true,"
+        String[] compress = curl("POST", "/backups", "{\"export\":\"vda\",\"type\":\"push\",\"compress\":\"lz4\","
                 + "\"target\":\"" + dir.resolve("c.qcow2") + "\"}");
         assertEquals("400", compress[0], compress[1]);
+        assertEquals("compress", JSON.readTree(compress[1]).get("field").asText());
         assertEquals(0, scratchFiles());
     }
 
