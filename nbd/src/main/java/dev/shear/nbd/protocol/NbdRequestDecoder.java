@@ -28,9 +28,15 @@ import java.util.List;
  * command other than WRITE is skipped the same way and the command fails with EINVAL (§4.2), since
  * this server does not advertise NBD_FLAG_BLOCK_STATUS_PAYLOAD.
  *
- * <p>Allocation: none per request. The request comes from a recycler, and a WRITE's payload stays in
- * the cumulation buffer, of which the request takes one reference instead of a retained slice (a
- * slice of an adaptive-allocator buffer is a new object each time). JMH: NbdFramingBenchmark.
+ * <p>Allocation: none per request. The request comes from a recycler, and a WRITE's payload that is
+ * already whole in the cumulation buffer stays there: the request takes one reference of it instead
+ * of a retained slice (a slice of an adaptive-allocator buffer is a new object each time). JMH:
+ * NbdFramingBenchmark.
+ *
+ * <p>Copies: a WRITE whose payload has not all arrived with its header gets a pooled buffer of the
+ * payload's size at once (bounded by {@code maxPayload}), and every later byte is copied into it
+ * exactly once as it arrives. Waiting in the cumulation instead would copy the growing payload at
+ * every expansion (quadratic in the number of reads) and re-parse the header on every read.
  */
 public final class NbdRequestDecoder extends ByteToMessageDecoder {
     private final boolean extended;
@@ -40,6 +46,10 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
     private long skipRemaining;
     /** A fatal error was thrown: everything after it is discarded. Event-loop confined. */
     private boolean failed;
+    /** The WRITE whose payload is arriving into {@link #payloadBuf}, or null. Event-loop confined. */
+    private NbdRequest pending;
+    /** The pending WRITE's payload buffer (its writer index is how much has arrived). */
+    private ByteBuf payloadBuf;
 
     /**
      * @param extended   expect 32-byte extended headers (and only those)
@@ -59,6 +69,17 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
     protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
         if (failed) {
             in.skipBytes(in.readableBytes());   // framing is lost: discard until the handler closes
+            return;
+        }
+        if (pending != null) {
+            int n = Math.min(payloadBuf.writableBytes(), in.readableBytes());
+            payloadBuf.writeBytes(in, n);
+            if (payloadBuf.isWritable()) {
+                return;
+            }
+            out.add(pending);
+            pending = null;
+            payloadBuf = null;
             return;
         }
         if (skipRemaining > 0) {
@@ -106,14 +127,32 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
             out.add(NbdRequest.newInstance(flags, type, cookie, offset, length, extended, NbdError.EINVAL));
             return;
         }
-        if (in.readableBytes() < headerLength + payload) {
-            return;   // wait for the whole payload: bounded by maxPayload above
+        int n = (int) payload;
+        if (in.readableBytes() < headerLength + n) {
+            // The rest arrives later: copy it once into a buffer of its own (bounded by maxPayload above).
+            in.skipBytes(headerLength);
+            ByteBuf buf = ctx.alloc().directBuffer(n, n);
+            buf.writeBytes(in);
+            this.payloadBuf = buf;
+            this.pending = NbdRequest.newInstance(flags, type, cookie, offset, length, extended, buf, 0, n);
+            return;
         }
         int payloadIndex = start + headerLength;
         in.skipBytes(headerLength + (int) payload);
         // One reference of the cumulation moves to the request here; the I/O task releases it.
         out.add(NbdRequest.newInstance(flags, type, cookie, offset, length, extended, in.retain(), payloadIndex,
                 (int) payload));
+    }
+
+    /** Releases a partly received WRITE when the channel goes away. */
+    @Override
+    protected void handlerRemoved0(ChannelHandlerContext ctx) {
+        if (pending != null) {
+            NbdRequest r = pending;
+            pending = null;
+            payloadBuf = null;
+            r.release();
+        }
     }
 
     /**

@@ -1,6 +1,8 @@
 package dev.shear.nbd.server;
 
 import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
+import io.netty.channel.ChannelOption;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.EventLoopGroup;
@@ -130,6 +132,8 @@ public final class NbdServer implements AutoCloseable {
         ServerBootstrap b = new ServerBootstrap()
                 .group(group)
                 .channel(channelClass)
+                .childOption(ChannelOption.RCVBUF_ALLOCATOR,
+                        new AdaptiveRecvByteBufAllocator(4096, 65536, 1 << 20))
                 .childHandler(new NbdChannelInitializer(this));
         try {
             serverChannel = b.bind(address).syncUninterruptibly().channel();
