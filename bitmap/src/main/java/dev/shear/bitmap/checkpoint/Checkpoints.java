@@ -256,6 +256,27 @@ public final class Checkpoints {
         chain = next;
     }
 
+    /**
+     * Stores every persistent bitmap of the image now, then rewrites the sidecar (the control API's
+     * {@code POST /exports/E/bitmaps/flush}). The stored bitmaps keep in_use while the manager tracks
+     * writes (TRACKING mode): the image stays open read-write and keeps recording, so what is on disk
+     * is a snapshot of the bits, exact only once a clean close clears in_use (dirty-bitmaps.md §4.3).
+     */
+    public synchronized void flush() throws IOException {
+        bitmaps.flushBitmaps();
+        CheckpointStore.write(image, chain);
+    }
+
+    /** The image whose sidecar this is. */
+    public Path image() {
+        return image;
+    }
+
+    /** The manager of the image's bitmaps. */
+    public BitmapManager bitmaps() {
+        return bitmaps;
+    }
+
     private String names() {
         List<String> n = new ArrayList<>();
         for (Checkpoint c : chain.list()) {
