@@ -38,7 +38,10 @@ import picocli.CommandLine.Spec;
  * exports | export-add NAME IMAGE [--format F] [--read-only] | export-remove NAME
  * bitmaps EXPORT | bitmap-add EXPORT NAME [--granularity N] | bitmap-remove EXPORT NAME
  * bitmap-clear|bitmap-enable|bitmap-disable EXPORT NAME | bitmap-merge EXPORT NAME SOURCE...
+ * bitmap-flush EXPORT                      store the image's bitmaps and checkpoint sidecar now
  * checkpoints EXPORT | checkpoint-add EXPORT NAME | checkpoint-remove EXPORT NAME
+ * checkpoint-redefine [--created NAME=INSTANT]... [--description NAME=TEXT]... EXPORT [NAME...]
+ *                      the whole chain, oldest first, each the parent of the next; none clears it
  * backup-begin EXPORT [--since C] [--checkpoint C] [--scratch KIND] [--scratch-path P]
  *              [--push TARGET [--backing FILE] [--compress[=zstd|deflate]]] [--wait]
  * backup-end ID | jobs | job ID | events | metrics | request METHOD PATH [JSON]
@@ -92,6 +95,14 @@ public final class CtlCommand implements Callable<Integer> {
 
     @Option(names = "--granularity", paramLabel = "BYTES", description = "bitmap-add: granularity.")
     Long granularity;
+
+    @Option(names = "--created", paramLabel = "NAME=INSTANT",
+            description = "checkpoint-redefine: creation time of NAME (ISO-8601; default now).")
+    List<String> created = new ArrayList<>();
+
+    @Option(names = "--description", paramLabel = "NAME=TEXT",
+            description = "checkpoint-redefine: description of NAME.")
+    List<String> descriptions = new ArrayList<>();
 
     @Parameters(index = "0", paramLabel = "COMMAND", description = "See the class documentation / --help.")
     String command;
@@ -199,6 +210,9 @@ public final class CtlCommand implements Callable<Integer> {
             }
             case "checkpoint-remove" -> new String[] {"DELETE", "/exports/" + arg(0, "EXPORT") + "/checkpoints/"
                 + arg(1, "NAME"), null};
+            case "checkpoint-redefine" -> new String[] {"PUT", "/exports/" + arg(0, "EXPORT") + "/checkpoints",
+                redefineBody(b)};
+            case "bitmap-flush" -> new String[] {"POST", "/exports/" + arg(0, "EXPORT") + "/bitmaps/flush", "{}"};
             case "backup-begin" -> {
                 b.put("export", arg(0, "EXPORT")).put("type", push != null ? "push" : "pull");
                 putIf(b, "since", since);
@@ -225,9 +239,49 @@ public final class CtlCommand implements Callable<Integer> {
                 args.size() > 2 ? args.get(2) : null};
             default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(), "command: " + command
                     + " (expected: exports, export-add, export-remove, bitmaps, bitmap-add, bitmap-remove, "
-                    + "bitmap-clear, bitmap-enable, bitmap-disable, bitmap-merge, checkpoints, checkpoint-add, "
-                    + "checkpoint-remove, backup-begin, backup-end, jobs, job, events, metrics, request)");
+                    + "bitmap-clear, bitmap-enable, bitmap-disable, bitmap-merge, bitmap-flush, checkpoints, "
+                    + "checkpoint-add, checkpoint-remove, checkpoint-redefine, backup-begin, backup-end, jobs, job, "
+                    + "events, metrics, request)");
         };
+    }
+
+    /**
+     * checkpoint-redefine: {@code {"checkpoints": [{name, created?, description?}, ...]}} from the NAMEs
+     * after EXPORT, oldest first; the server makes each the parent of the next.
+     */
+    private String redefineBody(ObjectNode b) {
+        List<String> names = args.subList(Math.min(1, args.size()), args.size());
+        for (String option : concat(created, descriptions)) {
+            String name = option.indexOf('=') > 0 ? option.substring(0, option.indexOf('=')) : null;
+            if (name == null || !names.contains(name)) {
+                throw new picocli.CommandLine.ParameterException(spec.commandLine(), "checkpoint-redefine: option "
+                        + "value '" + option + "' (expected: NAME=VALUE for one of the NAMEs given: " + names + ")");
+            }
+        }
+        ArrayNode list = b.putArray("checkpoints");
+        for (String n : names) {
+            ObjectNode c = list.addObject().put("name", n);
+            putIf(c, "created", valueFor(created, n));
+            putIf(c, "description", valueFor(descriptions, n));
+        }
+        return b.toString();
+    }
+
+    private static List<String> concat(List<String> a, List<String> b) {
+        List<String> out = new ArrayList<>(a);
+        out.addAll(b);
+        return out;
+    }
+
+    /** The VALUE of the last NAME=VALUE in {@code pairs}, or null. */
+    private static String valueFor(List<String> pairs, String name) {
+        String v = null;
+        for (String p : pairs) {
+            if (p.startsWith(name + "=")) {
+                v = p.substring(name.length() + 1);
+            }
+        }
+        return v;
     }
 
     private static void putIf(ObjectNode b, String k, String v) {

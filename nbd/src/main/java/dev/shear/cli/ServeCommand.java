@@ -19,6 +19,7 @@ import dev.shear.nbd.server.NbdServer;
 import dev.shear.nbd.server.NbdServerConfig;
 import dev.shear.nbd.server.NbdTls;
 import dev.shear.nbd.server.ServerLog;
+import dev.shear.nbd.server.TrackedExports;
 import dev.shear.qcow2.Qcow2Image;
 import io.netty.handler.ssl.SslContext;
 import java.io.BufferedReader;
@@ -269,7 +270,11 @@ public final class ServeCommand implements Callable<Integer> {
             }
             Map<String, ManagedDisk> managed = new LinkedHashMap<>();
             if (control != null) {
-                exports.replaceAll(e -> BackupService.manage(e, List.of(), managed));
+                // qcow2 exports served writable get their persistent checkpoint chain (a damaged
+                // sidecar refuses the start, naming file and line); the others in-memory checkpoints.
+                for (int i = 0; i < exports.size(); i++) {
+                    exports.set(i, BackupService.manage(exports.get(i), List.of(), managed));
+                }
             }
             ExportRegistry registry = new ExportRegistry(exports);
             server = new NbdServer(config, registry);
@@ -639,7 +644,9 @@ public final class ServeCommand implements Callable<Integer> {
             ServerLog.info("stopping", "reason", reason);
             ControlServer cs = controlServer;
             if (cs != null) {
-                // Backups end first: their snapshots and scratch files go before the devices close.
+                // New control requests get 503 from here on. Backups end first: their snapshots and
+                // scratch files go before the devices close (which stores the bitmaps, in_use cleared).
+                cs.beginShutdown();
                 cs.service().endAll();
                 try {
                     cs.close();

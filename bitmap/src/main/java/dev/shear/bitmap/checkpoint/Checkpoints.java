@@ -256,6 +256,26 @@ public final class Checkpoints {
         chain = next;
     }
 
+    /**
+     * Stores every persistent bitmap of the image now, then rewrites the sidecar (the control API's
+     * {@code POST /exports/E/bitmaps/flush}), with in_use clear: exact and usable after a crash until
+     * the next guest change sets in_use again ({@link BitmapManager#flushBitmaps}).
+     */
+    public synchronized void flush() throws IOException {
+        bitmaps.flushBitmaps();
+        CheckpointStore.write(image, chain);
+    }
+
+    /** The image whose sidecar this is. */
+    public Path image() {
+        return image;
+    }
+
+    /** The manager of the image's bitmaps. */
+    public BitmapManager bitmaps() {
+        return bitmaps;
+    }
+
     private String names() {
         List<String> n = new ArrayList<>();
         for (Checkpoint c : chain.list()) {

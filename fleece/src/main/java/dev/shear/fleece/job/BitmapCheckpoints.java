@@ -12,7 +12,8 @@ import java.util.Objects;
  * A {@link CheckpointProvider} over in-memory dirty bitmaps attached to a {@link DirtyTracker}: each
  * checkpoint owns one enabled bitmap named after it, created at the checkpoint's instant and left
  * enabled (libvirt's model, design.md §Checkpoints). Nothing is persisted ({@link #flush} does
- * nothing): the bitmap module's checkpoint chain replaces this when it lands.
+ * nothing): what raw images get, having nowhere to store bitmaps; qcow2 images served writable get
+ * {@link PersistentCheckpoints}.
  *
  * <p>"Changes since C" is the union of C's bitmap and every later checkpoint's, which equals C's
  * bitmap alone in the all-enabled model and is still right for chains where older bitmaps were
@@ -102,6 +103,17 @@ public final class BitmapCheckpoints implements CheckpointProvider {
     @Override
     public void flush() {
         // In memory only.
+    }
+
+    @Override
+    public boolean persistent() {
+        return false;
+    }
+
+    /** In-memory bitmaps are never inconsistent: always null. */
+    @Override
+    public String problem(String name) {
+        return null;
     }
 
     /** The bitmap of checkpoint {@code name}, or null (tests, the control API's bitmap listing). */

@@ -8,8 +8,9 @@ import java.util.List;
 /**
  * The checkpoints of one disk (design.md §Checkpoints and incremental backup), as backup jobs need
  * them: list, create at an instant, delete, "changes since C" as a frozen {@link DirtyBitmap}, flush.
- * {@link BitmapCheckpoints} implements it over plain in-memory dirty bitmaps; the bitmap module's
- * persistent checkpoint chain will implement it too.
+ * {@link BitmapCheckpoints} implements it over plain in-memory dirty bitmaps (raw images: nowhere to
+ * persist them); {@link PersistentCheckpoints} over the bitmap module's persistent chain (qcow2 images:
+ * sidecar file and bitmaps in the image).
  *
  * <p>Instants: a backup calls {@link #create} and {@link #changesSince} from the snapshot's
  * {@code atSnapshotPoint} callback, while no guest write is in flight below the copy-before-write
@@ -59,4 +60,14 @@ public interface CheckpointProvider {
 
     /** Makes the checkpoints durable where the implementation stores them. */
     void flush() throws IOException;
+
+    /** True when the checkpoints are stored with the image and survive a restart of the server. */
+    boolean persistent();
+
+    /**
+     * Why an incremental backup cannot start from {@code name} now (its bitmap is missing or was found
+     * in_use, i.e. inconsistent: "the next backup must be full"), or null when it can, or when there is
+     * no such checkpoint or bitmap.
+     */
+    String problem(String name);
 }

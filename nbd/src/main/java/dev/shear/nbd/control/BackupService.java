@@ -1,17 +1,19 @@
 package dev.shear.nbd.control;
 
+import dev.shear.bitmap.BitmapManager;
 import dev.shear.bitmap.DirtyBitmap;
 import dev.shear.block.BlockDevice;
+import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFormat;
 import dev.shear.fleece.CbwPolicy;
 import dev.shear.fleece.SnapshotStats;
 import dev.shear.fleece.job.BackupBusyException;
 import dev.shear.fleece.job.BackupJob;
-import dev.shear.fleece.job.CheckpointProvider;
 import dev.shear.fleece.job.JobEvent;
 import dev.shear.fleece.job.JobProgress;
 import dev.shear.fleece.job.ManagedDisk;
+import dev.shear.fleece.job.PersistentCheckpoints;
 import dev.shear.fleece.job.PullBackupJob;
 import dev.shear.fleece.job.PushBackupJob;
 import dev.shear.fleece.job.ScratchSpec;
@@ -21,6 +23,7 @@ import dev.shear.nbd.server.Export;
 import dev.shear.nbd.server.ExportRegistry;
 import dev.shear.nbd.server.NbdMetrics;
 import dev.shear.nbd.server.ServerLog;
+import dev.shear.nbd.server.TrackedExports;
 import dev.shear.qcow2.Images;
 import dev.shear.qcow2.compress.CompressionType;
 import java.io.IOException;
@@ -42,6 +45,12 @@ import java.util.function.Consumer;
  * can run on ({@link ManagedDisk}, one per writable export), and the backup jobs. Transport-free: the
  * HTTP layer ({@link ControlServer}) maps calls and {@link ControlException}s to requests and replies.
  * Thread-safe.
+ *
+ * <p>Two kinds of disk (design.md §Checkpoints and incremental backup). A qcow2 image served writable
+ * ({@link TrackedExports}) keeps its bitmaps and checkpoints in the image and its sidecar
+ * ({@link PersistentCheckpoints} over the image's {@link BitmapManager}); they survive a restart. Any
+ * other writable export (raw) gets in-memory bitmaps and checkpoints, gone when the server stops. The
+ * bitmap and checkpoint calls are {@link DiskBitmaps}'.
  */
 public final class BackupService {
     /** Bitmap granularity of checkpoints and bitmaps added without one (QEMU's default for 64 KiB clusters). */
@@ -70,14 +79,26 @@ public final class BackupService {
 
     /**
      * Wraps a writable export's device for backups (copy-before-write over dirty tracking) and returns
-     * the export to serve instead. Read-only exports are returned unchanged: nothing writes them, a
-     * backup of them needs no snapshot.
+     * the export to serve instead. A device built by {@link TrackedExports} (a writable qcow2 image:
+     * it has a {@link BitmapManager}) gets the image's persistent checkpoint chain, read from its
+     * sidecar now; any other gets in-memory checkpoints. Read-only exports are returned unchanged:
+     * nothing writes them, a backup of them needs no snapshot.
+     *
+     * @param bitmaps in-memory bitmaps to record the export's writes into
+     * @throws BlockException INVALID_FORMAT when the image's checkpoint sidecar is damaged, naming the
+     *         file and line (the device is left open: the caller owns it)
      */
-    public static Export manage(Export e, List<DirtyBitmap> bitmaps, Map<String, ManagedDisk> into) {
+    public static Export manage(Export e, List<DirtyBitmap> bitmaps, Map<String, ManagedDisk> into)
+            throws IOException {
         if (!e.writable()) {
             return e;
         }
         ManagedDisk d = ManagedDisk.wrap(e.name(), e.device(), bitmaps, DEFAULT_GRANULARITY);
+        BitmapManager tracked = BitmapManager.of(e.device());
+        if (tracked != null) {
+            // 0: new checkpoint bitmaps get qemu-img's default granularity, as `shear checkpoint create`.
+            d = d.withCheckpoints(PersistentCheckpoints.open(tracked, 0));
+        }
         into.put(e.name(), d);
         return new Export(e.name(), e.description(), d.top(), e.readOnly(), e.allocationDepth(), e.bitmaps(),
                 e.multiConn());
@@ -122,6 +143,7 @@ public final class BackupService {
         m.put("bitmaps", e.bitmaps().bitmapNames());
         ManagedDisk d = disks.get(e.name());
         m.put("backups", d != null);
+        m.put("persistent", d != null && d.checkpoints().persistent());
         BackupJob owner = d == null ? null : d.owner();
         m.put("backup", owner == null ? null : owner.id());
         if (nbdSocket != null) {
@@ -165,10 +187,18 @@ public final class BackupService {
             throw ControlException.badRequest(e.getMessage(), "format");
         }
         boolean ro = Boolean.TRUE.equals(r.readOnly());
-        BlockDevice dev = Images.open(image, fmt, ro, null);
+        BlockDevice dev = TrackedExports.stack(Images.open(image, fmt, ro, null), ro);
         Export e = new Export(r.name(), null, dev, ro, false, DirtyBitmapSource.NONE, true);
         Map<String, ManagedDisk> m = new LinkedHashMap<>();
-        e = manage(e, List.of(), m);
+        try {
+            e = manage(e, List.of(), m);
+        } catch (IOException | RuntimeException ex) {
+            dev.close();
+            if (ex instanceof BlockException b && b.kind() == BlockErrorKind.INVALID_FORMAT) {
+                throw ControlException.conflict(b.getMessage(), "image");
+            }
+            throw ex;
+        }
         if (!registry.add(e)) {
             dev.close();
             throw ControlException.conflict("export '" + r.name() + "': exists", "name");
@@ -208,128 +238,47 @@ public final class BackupService {
         return false;
     }
 
-    // ---- bitmaps
+    // ---- bitmaps and checkpoints (DiskBitmaps)
 
     public List<Map<String, Object>> listBitmaps(String export) {
-        List<Map<String, Object>> out = new ArrayList<>();
-        for (DirtyBitmap b : disk(export).tracker().bitmaps()) {
-            out.add(describe(b));
-        }
-        return out;
+        return DiskBitmaps.listBitmaps(disk(export));
     }
 
-    private static Map<String, Object> describe(DirtyBitmap b) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("name", b.name());
-        m.put("granularity", b.granularity());
-        m.put("enabled", b.isEnabled());
-        m.put("persistent", b.isPersistent());
-        m.put("dirtyBytes", b.dirtyBytes());
-        return m;
+    public Map<String, Object> addBitmap(String export, ControlRequests.AddBitmap r) throws IOException {
+        return DiskBitmaps.addBitmap(disk(export), r);
     }
 
-    private DirtyBitmap bitmap(ManagedDisk d, String name) {
-        for (DirtyBitmap b : d.tracker().bitmaps()) {
-            if (b.name().equals(name)) {
-                return b;
-            }
-        }
-        throw ControlException.notFound("bitmap '" + name + "': not found on export '" + d.name() + "'");
-    }
-
-    public Map<String, Object> addBitmap(String export, ControlRequests.AddBitmap r) {
-        ManagedDisk d = disk(export);
-        require(r.name(), "name");
-        for (DirtyBitmap b : d.tracker().bitmaps()) {
-            if (b.name().equals(r.name())) {
-                throw ControlException.conflict("bitmap '" + r.name() + "': exists", "name");
-            }
-        }
-        long g = r.granularity() == null ? DEFAULT_GRANULARITY : r.granularity();
-        DirtyBitmap b;
-        try {
-            b = DirtyBitmap.create(r.name(), d.top().size(), g, r.enabled() == null || r.enabled(), true);
-        } catch (IllegalArgumentException e) {
-            throw ControlException.badRequest(e.getMessage(), "granularity");
-        }
-        d.tracker().attach(b);
-        return describe(b);
-    }
-
-    public void removeBitmap(String export, String name) {
-        ManagedDisk d = disk(export);
-        if (d.checkpoints().find(name) != null) {
-            throw ControlException.conflict("bitmap '" + name + "': owned by a checkpoint (expected: delete the "
-                    + "checkpoint)", "name");
-        }
-        d.tracker().detach(bitmap(d, name));
+    public void removeBitmap(String export, String name) throws IOException {
+        DiskBitmaps.removeBitmap(disk(export), name);
     }
 
     /** clear, enable, disable, merge. */
     public Map<String, Object> bitmapAction(String export, String name, String action,
-            ControlRequests.MergeBitmaps merge) {
-        ManagedDisk d = disk(export);
-        DirtyBitmap b = bitmap(d, name);
-        switch (action) {
-            case "clear" -> b.clear();
-            case "enable" -> b.setEnabled(true);
-            case "disable" -> b.setEnabled(false);
-            case "merge" -> {
-                if (merge == null || merge.sources() == null || merge.sources().isEmpty()) {
-                    throw ControlException.badRequest("sources: missing (expected: bitmap names)", "sources");
-                }
-                List<DirtyBitmap> src = new ArrayList<>();
-                for (String s : merge.sources()) {
-                    src.add(bitmap(d, s));
-                }
-                b.merge(src.toArray(new DirtyBitmap[0]));
-            }
-            default -> throw ControlException.notFound("bitmap action '" + action
-                    + "' (expected: clear, enable, disable or merge)");
-        }
-        return describe(b);
+            ControlRequests.MergeBitmaps merge) throws IOException {
+        return DiskBitmaps.bitmapAction(disk(export), name, action, merge);
     }
 
-    // ---- checkpoints
+    /** {@code POST /exports/E/bitmaps/flush}; see {@link DiskBitmaps#flushBitmaps}. */
+    public Map<String, Object> flushBitmaps(String export) throws IOException {
+        return DiskBitmaps.flushBitmaps(disk(export));
+    }
 
     public List<Map<String, Object>> listCheckpoints(String export) {
-        List<Map<String, Object>> out = new ArrayList<>();
-        for (CheckpointProvider.Checkpoint c : disk(export).checkpoints().list()) {
-            out.add(describe(c));
-        }
-        return out;
+        return DiskBitmaps.listCheckpoints(disk(export));
     }
 
-    private static Map<String, Object> describe(CheckpointProvider.Checkpoint c) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("name", c.name());
-        m.put("parent", c.parent());
-        m.put("created", c.created().toString());
-        m.put("description", c.description());
-        return m;
-    }
-
-    public Map<String, Object> addCheckpoint(String export, ControlRequests.AddCheckpoint r)
-            throws IOException {
-        ManagedDisk d = disk(export);
-        require(r.name(), "name");
-        if (d.checkpoints().find(r.name()) != null) {
-            throw ControlException.conflict("checkpoint '" + r.name() + "': exists", "name");
-        }
-        try {
-            // A quiesced instant: the snapshot gate drains writes, no snapshot is kept.
-            return describe(d.checkpoints().create(r.name(), r.description()));
-        } catch (BlockException e) {
-            throw ControlException.badRequest(e.getMessage(), "name");
-        }
+    public Map<String, Object> addCheckpoint(String export, ControlRequests.AddCheckpoint r) throws IOException {
+        return DiskBitmaps.addCheckpoint(disk(export), r);
     }
 
     public void removeCheckpoint(String export, String name) throws IOException {
-        ManagedDisk d = disk(export);
-        if (d.checkpoints().find(name) == null) {
-            throw ControlException.notFound("checkpoint '" + name + "': not found on export '" + export + "'");
-        }
-        d.checkpoints().delete(name);
+        DiskBitmaps.removeCheckpoint(disk(export), name);
+    }
+
+    /** {@code PUT /exports/E/checkpoints}; see {@link DiskBitmaps#redefineCheckpoints}. */
+    public List<Map<String, Object>> redefineCheckpoints(String export, ControlRequests.RedefineCheckpoints r)
+            throws IOException {
+        return DiskBitmaps.redefineCheckpoints(disk(export), r);
     }
 
     // ---- backups
@@ -351,10 +300,15 @@ public final class BackupService {
             throw ControlException.conflict("backup: export '" + r.export() + "' is busy with job " + d.owner().id()
                     + " (expected: one backup at a time)", "export");
         }
-        if (r.since() != null && d.checkpoints().find(r.since()) == null && !hasBitmap(d, r.since())) {
+        if (r.since() != null && d.checkpoints().find(r.since()) == null && !DiskBitmaps.hasBitmap(d, r.since())) {
             throw ControlException.badRequest("since: checkpoint '" + r.since() + "' not found", "since");
         }
-        if (r.checkpoint() != null && (d.checkpoints().find(r.checkpoint()) != null || hasBitmap(d, r.checkpoint()))) {
+        String unusable = r.since() == null ? null : d.checkpoints().problem(r.since());
+        if (unusable != null) {
+            throw ControlException.conflict("since: " + unusable, "since");
+        }
+        if (r.checkpoint() != null && (d.checkpoints().find(r.checkpoint()) != null
+                || DiskBitmaps.hasBitmap(d, r.checkpoint()))) {
             throw ControlException.conflict("checkpoint: '" + r.checkpoint() + "' exists", "checkpoint");
         }
         ScratchSpec.Kind kind;
@@ -443,15 +397,6 @@ public final class BackupService {
         String shown = compress instanceof String str ? "\"" + str + "\"" : String.valueOf(compress);
         throw ControlException.badRequest("compress: " + shown + " (expected: \"zstd\", \"deflate\", true or "
                 + "false)", "compress");
-    }
-
-    private static boolean hasBitmap(ManagedDisk d, String name) {
-        for (DirtyBitmap b : d.tracker().bitmaps()) {
-            if (b.name().equals(name)) {
-                return true;
-            }
-        }
-        return false;
     }
 
     private void wire(BackupJob job) {
@@ -608,7 +553,7 @@ public final class BackupService {
         return b.toString();
     }
 
-    private static void require(String value, String field) {
+    static void require(String value, String field) {
         if (value == null || value.isEmpty()) {
             throw ControlException.badRequest(field + ": missing", field);
         }

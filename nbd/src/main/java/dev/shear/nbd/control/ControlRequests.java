@@ -43,4 +43,19 @@ final class ControlRequests {
     /** POST /exports/{name}/checkpoints. */
     record AddCheckpoint(String name, String description) {
     }
+
+    /** PUT /exports/{name}/checkpoints: the whole chain, oldest first ([] clears it). */
+    record RedefineCheckpoints(List<RedefinedCheckpoint> checkpoints) {
+    }
+
+    /**
+     * One entry of a redefined chain; its bitmap is the image's bitmap of the same name.
+     *
+     * @param name        required
+     * @param parent      an earlier entry's name; null: the entry before this one (none for the first)
+     * @param created     ISO-8601 instant; null: now
+     * @param description free text, or null
+     */
+    record RedefinedCheckpoint(String name, String parent, String created, String description) {
+    }
 }

@@ -51,6 +51,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
@@ -59,7 +60,8 @@ import java.util.function.Consumer;
  * 0600), Netty's HTTP codec, Jackson. Requests are decoded on the event loop and run on a small worker
  * pool (they may do disk I/O: opening images, taking snapshots). Errors are
  * {@code {"error": "...", "field": "..."}} with 400 (malformed JSON, unknown or bad field), 404 (no
- * such resource), 405 (method), 409 (busy or exists), 500 (I/O).
+ * such resource), 405 (method), 409 (busy, exists, or not possible for this export), 500 (I/O), 503
+ * (the server is shutting down).
  *
  * <pre>
  * GET    /exports                          list; POST {name, image, format?, readOnly?}: add
@@ -67,7 +69,12 @@ import java.util.function.Consumer;
  * GET    /exports/{e}/bitmaps              list; POST {name, granularity?, enabled?}: add
  * DELETE /exports/{e}/bitmaps/{b}          remove
  * POST   /exports/{e}/bitmaps/{b}/{clear|enable|disable|merge}   merge body {sources: [...]}
+ * POST   /exports/{e}/bitmaps/flush        store the image's bitmaps (in_use stays set) and the
+ *                                          checkpoint sidecar now (409 for raw exports)
  * GET    /exports/{e}/checkpoints          list; POST {name, description?}: create now
+ * PUT    /exports/{e}/checkpoints          redefine the chain, all or nothing: {checkpoints: [{name,
+ *                                          parent?, created?, description?}, ...]} oldest first (409 names
+ *                                          the first checkpoint whose bitmap is missing or in_use)
  * DELETE /exports/{e}/checkpoints/{c}      delete
  * POST   /backups                          begin {export, type: pull|push, since?, checkpoint?, scratch?,
  *                                          scratchPath?, scratchCapacity?, policy?, target?, backing?, compress?}
@@ -76,9 +83,20 @@ import java.util.function.Consumer;
  * GET    /events                           job events, one JSON object per line, streamed
  * GET    /metrics                          Prometheus text
  * </pre>
+ *
+ * <p>Bitmaps and checkpoints of a qcow2 export served writable are the image's persistent ones (its
+ * bitmaps, its sidecar {@code IMAGE.checkpoints}; listings say {@code "persistent": true} and
+ * {@code "usable": false} with the problem for a bitmap found in_use); those of a raw export live in
+ * memory ({@code "persistent": false}). See {@link BackupService}.
+ *
+ * <p>Shutdown: from {@link #beginShutdown} on (the server's stop begins with it, before backups are
+ * ended), every new request is answered 503 with a JSON error and the connection closed; requests
+ * already running finish and are answered; {@link #close} then waits a little for them.
  */
 public final class ControlServer implements AutoCloseable {
     private static final int MAX_BODY = 1 << 20;
+    /** How long {@link #close} waits for running requests before interrupting them. */
+    private static final long DRAIN_SECONDS = 5;
 
     private final Path socket;
     private final BackupService service;
@@ -89,6 +107,8 @@ public final class ControlServer implements AutoCloseable {
             new DefaultThreadFactory("shear-control", true));
     private EventLoopGroup group;
     private Channel serverChannel;
+    /** Set once the server is stopping: new requests get 503. */
+    private volatile boolean stopping;
 
     public ControlServer(Path socket, BackupService service) {
         this.socket = socket.toAbsolutePath();
@@ -125,15 +145,37 @@ public final class ControlServer implements AutoCloseable {
         return this;
     }
 
+    /**
+     * From now on every new request is answered 503 ({@code {"error": "shutting down ..."}}, connection
+     * closed) instead of being run; running requests finish. Idempotent.
+     */
+    public void beginShutdown() {
+        if (!stopping) {
+            stopping = true;
+            ServerLog.info("control-stopping", "socket", socket);
+        }
+    }
+
+    /** Stops accepting, lets running requests finish (a few seconds at most), closes every connection. */
     @Override
     public void close() throws IOException {
+        beginShutdown();
         if (serverChannel != null) {
             serverChannel.close().syncUninterruptibly();
         }
-        if (group != null) {
-            group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+        workers.shutdown();
+        try {
+            if (!workers.awaitTermination(DRAIN_SECONDS, TimeUnit.SECONDS)) {
+                ServerLog.warn("control-drain-timeout", "seconds", DRAIN_SECONDS);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         workers.shutdownNow();
+        if (group != null) {
+            // Replies queued by the workers are still written: a graceful shutdown runs pending tasks.
+            group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+        }
         Files.deleteIfExists(socket);
     }
 
@@ -152,48 +194,65 @@ public final class ControlServer implements AutoCloseable {
             byte[] body = new byte[req.content().readableBytes()];
             req.content().getBytes(req.content().readerIndex(), body);
             boolean keepAlive = HttpUtil.isKeepAlive(req);
+            if (stopping) {
+                shuttingDown(ctx);
+                return;
+            }
             if (method.equals(HttpMethod.GET) && path.equals("/events")) {
                 stream(ctx);
                 return;
             }
-            workers.execute(() -> {
-                int status = 200;
-                Object result;
-                try {
-                    Object r = route(method, path, body);
-                    if (r instanceof Created c) {
-                        status = 201;
-                        r = c.body();
-                    }
-                    result = r;
-                } catch (ControlException e) {
-                    status = e.status();
-                    result = error(e.getMessage(), e.field());
-                } catch (UnrecognizedPropertyException e) {
-                    status = 400;
-                    result = error("unknown field '" + e.getPropertyName() + "'", e.getPropertyName());
-                } catch (MismatchedInputException e) {
-                    status = 400;
-                    String field = e.getPath().isEmpty() ? null : e.getPath().get(0).getFieldName();
-                    result = error("bad value" + (field == null ? "" : " for '" + field + "'") + ": "
-                            + e.getOriginalMessage(), field);
-                } catch (JsonProcessingException e) {
-                    status = 400;
-                    result = error("malformed JSON: " + e.getOriginalMessage(), null);
-                } catch (IOException e) {
-                    status = 500;
-                    result = error(e.getMessage(), null);
-                } catch (RuntimeException e) {
-                    status = 500;
-                    result = error(e.getClass().getSimpleName() + ": " + e.getMessage(), null);
+            try {
+                workers.execute(() -> run(ctx, method, path, body, keepAlive));
+            } catch (RejectedExecutionException e) {
+                shuttingDown(ctx);   // close() got there between the check and the submit
+            }
+        }
+
+        /** 503 and close: the server is stopping. */
+        private void shuttingDown(ChannelHandlerContext ctx) {
+            service.controlErrors.increment();
+            send(ctx, error("server shutting down (expected: retry once it is serving again)", null), 503, false);
+        }
+
+        /** Runs one request on a worker and sends the reply from the event loop. */
+        private void run(ChannelHandlerContext ctx, HttpMethod method, String path, byte[] body, boolean keepAlive) {
+            int status = 200;
+            Object result;
+            try {
+                Object r = route(method, path, body);
+                if (r instanceof Created c) {
+                    status = 201;
+                    r = c.body();
                 }
-                if (status >= 400) {
-                    service.controlErrors.increment();
-                }
-                Object out = result;
-                int st = status;
-                ctx.executor().execute(() -> send(ctx, out, st, keepAlive));
-            });
+                result = r;
+            } catch (ControlException e) {
+                status = e.status();
+                result = error(e.getMessage(), e.field());
+            } catch (UnrecognizedPropertyException e) {
+                status = 400;
+                result = error("unknown field '" + e.getPropertyName() + "'", e.getPropertyName());
+            } catch (MismatchedInputException e) {
+                status = 400;
+                String field = e.getPath().isEmpty() ? null : e.getPath().get(0).getFieldName();
+                result = error("bad value" + (field == null ? "" : " for '" + field + "'") + ": "
+                        + e.getOriginalMessage(), field);
+            } catch (JsonProcessingException e) {
+                status = 400;
+                result = error("malformed JSON: " + e.getOriginalMessage(), null);
+            } catch (IOException e) {
+                status = 500;
+                result = error(e.getMessage(), null);
+            } catch (RuntimeException e) {
+                status = 500;
+                result = error(e.getClass().getSimpleName() + ": " + e.getMessage(), null);
+            }
+            if (status >= 400) {
+                service.controlErrors.increment();
+            }
+            Object out = result;
+            int st = status;
+            ctx.executor().execute(() -> send(ctx, out, st, keepAlive));
         }
 
         private void send(ChannelHandlerContext ctx, FullHttpRequest req, int status, Object body, boolean close) {
@@ -318,6 +377,10 @@ public final class ControlServer implements AutoCloseable {
                     if (p.size() == 3 && get) {
                         return service.listCheckpoints(p.get(1));
                     }
+                    if (p.size() == 3 && m.equals(HttpMethod.PUT)) {
+                        return service.redefineCheckpoints(p.get(1),
+                                parse(body, ControlRequests.RedefineCheckpoints.class));
+                    }
                     if (p.size() == 3 && post) {
                         return new Created(service.addCheckpoint(p.get(1),
                                 parse(body, ControlRequests.AddCheckpoint.class)));
@@ -362,6 +425,8 @@ public final class ControlServer implements AutoCloseable {
         } else if (p.size() == 4 && m.equals(HttpMethod.DELETE)) {
             service.removeBitmap(export, p.get(3));
             return Map.of("removed", p.get(3));
+        } else if (p.size() == 4 && m.equals(HttpMethod.POST) && p.get(3).equals("flush")) {
+            return service.flushBitmaps(export);
         } else if (p.size() == 5 && m.equals(HttpMethod.POST)) {
             ControlRequests.MergeBitmaps merge = p.get(4).equals("merge")
                     ? parse(body, ControlRequests.MergeBitmaps.class) : null;
