@@ -405,7 +405,11 @@ public final class BitmapManager {
         if (cleanOnDisk) {
             synchronized (this) {
                 if (cleanOnDisk && !closed) {
-                    markInUse();
+                    if (allOnDisk()) {
+                        markInUse();
+                    } else {
+                        store(true);    // a bitmap added since the flush has no directory entry yet
+                    }
                     cleanOnDisk = false;
                 }
             }
@@ -436,6 +440,15 @@ public final class BitmapManager {
     /** True once closed or discarded. */
     public synchronized boolean isClosed() {
         return closed;
+    }
+
+    private boolean allOnDisk() {
+        for (Item i : items) {
+            if (i.onDisk == null) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Sets in_use on every loaded bitmap (a new directory, one header write), before any guest write. */

@@ -209,7 +209,9 @@ class BitmapManagerTest {
         assertFalse(onDisk(image).find("c1").inUse());
         assertEquals(3 * 65536, onDisk(image).require("c1").dirtyBytes());
 
+        m.add("late", 65536, true);     // added after the flush: not on disk until the next store
         m.device().write(3L << 20, ByteBuffer.allocate(512), 0);
+        assertTrue(onDisk(image).find("late").inUse(), "stored, in_use, before the write");
         img.flush();
         img.file().close();    // the process dies after a write that followed the flush
         assertEquals(PersistentBitmaps.Status.INCONSISTENT, onDisk(image).find("c1").status(),
