@@ -5,7 +5,9 @@
 #          set-up of fleece-anchor.sh), and `qemu-img convert -O qcow2` from the snapshot export
 #          (the usual way to push with QEMU 7.2; qemu-img skips what block status reports as zeros).
 #   Shear: `shear serve --control` on the disk and a push backup begun through the control API
-#          (POST /backups {type: push}), timed from the call to the job's end state.
+#          (POST /backups {type: push}), timed from the call to the job's end state (the target is
+#          fsynced by then; qemu-img convert does not fsync, so its time is given with and without an
+#          fdatasync of the target afterwards).
 # Every run starts from a fresh copy of the source; nothing writes the disk meanwhile, so each backup
 # is compared with the source afterwards (qemu-img compare, outside the timing).
 #
@@ -21,7 +23,7 @@ runs=3 compress=
 while getopts "n:c:h" o; do
     case $o in
         n) runs=$OPTARG ;; c) compress=$OPTARG ;;
-        *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -50,7 +52,7 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 fresh() { # -> $tmp/src.qcow2, no backup yet
     rm -rf "$tmp/run"; mkdir "$tmp/run"
     cp --sparse=always "$source_img" "$tmp/run/src.qcow2"
-    sync "$tmp/run/src.qcow2"
+    sync    # no dirty pages left from the copy or an earlier run to throttle this one
 }
 vsize=$(qemu-img info --output=json "$source_img" | jq -r '."virtual-size"')
 cluster=$(qemu-img info --output=json "$source_img" | jq -r '."cluster-size"')
@@ -73,12 +75,14 @@ qemu_run() {
     wait_socket "$sock" "$pid" qemu-storage-daemon
     local opts=(-O qcow2 -o "cluster_size=$cluster")
     [[ -n $compress ]] && opts=(-c -O qcow2 -o "cluster_size=$cluster,compression_type=${compress/deflate/zlib}")
-    local t0 t1
+    local t0 t1 t2
     t0=$(now)
     qemu-img convert -q -f raw "${opts[@]}" "nbd+unix:///fleece?socket=$sock" "$d/backup.qcow2"
     t1=$(now)
+    sync --data "$d/backup.qcow2"   # qemu-img convert does not fsync its target; Shear's push does
+    t2=$(now)
     stop
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f", b - a, c - a }'
 }
 
 shear_run() {
@@ -105,20 +109,20 @@ shear_run() {
     done
     t1=$(now)
     stop
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f %.3f", b - a, b - a }'   # flushed when completed
 }
 
 for run in $(seq "$runs"); do
     for server in qemu shear; do
         fresh
-        secs=$("${server}_run")
+        read -r secs synced < <("${server}_run")
         qemu-img compare -q "$tmp/run/src.qcow2" "$tmp/run/backup.qcow2" \
             || { echo "server=$server run=$run: the backup differs from the source" >&2; exit 1; }
         qemu-img check -q "$tmp/run/backup.qcow2" \
             || { echo "server=$server run=$run: qemu-img check failed on the backup" >&2; exit 1; }
         size=$(du -B1 "$tmp/run/backup.qcow2" | cut -f1)
-        echo "server=$server run=$run seconds=$secs data_MiBps=$(awk -v d="$data" -v s="$secs" \
-            'BEGIN { printf "%.0f", d / 1048576 / s }') backup_bytes=$size compress=${compress:-none}" \
+        echo "server=$server run=$run seconds=$secs seconds_durable=$synced data_MiBps=$(awk -v d="$data" \
+            -v s="$secs" 'BEGIN { printf "%.0f", d / 1048576 / s }') backup_bytes=$size compress=${compress:-none}" \
             | tee -a "$results"
     done
 done
@@ -126,9 +130,12 @@ done
 echo
 echo "medians of $runs (source $(basename "$source_img"): $((vsize >> 20)) MiB virtual, $((data >> 20)) MiB data;" \
      "compress=${compress:-none}; 2 cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-q=$(grep '^server=qemu ' "$results" | sed 's/.*seconds=\([^ ]*\).*/\1/' | median)
-s=$(grep '^server=shear ' "$results" | sed 's/.*seconds=\([^ ]*\).*/\1/' | median)
-printf '%-28s %10s %12s\n' server seconds data_MiB/s
-printf '%-28s %10s %12s\n' "qemu-img convert from qsd" "$q" "$(awk -v d="$data" -v s="$q" 'BEGIN { printf "%.0f", d / 1048576 / s }')"
-printf '%-28s %10s %12s\n' "shear push" "$s" "$(awk -v d="$data" -v s="$s" 'BEGIN { printf "%.0f", d / 1048576 / s }')"
-echo "shear / qemu (by time): $(awk -v q="$q" -v s="$s" 'BEGIN { printf "%.2f", q / s }')"
+col() { grep "^server=$1 " "$results" | sed "s/.* $2=\\([^ ]*\\).*/\\1/" | median; }
+q=$(col qemu seconds) qs=$(col qemu seconds_durable) s=$(col shear seconds)
+rate() { awk -v d="$data" -v s="$1" 'BEGIN { printf "%.0f", d / 1048576 / s }'; }
+printf '%-40s %10s %12s\n' what seconds data_MiB/s
+printf '%-40s %10s %12s\n' "qemu-img convert from qsd (no fsync)" "$q" "$(rate "$q")"
+printf '%-40s %10s %12s\n' "qemu-img convert + fdatasync of target" "$qs" "$(rate "$qs")"
+printf '%-40s %10s %12s\n' "shear push (target fsynced)" "$s" "$(rate "$s")"
+echo "shear / qemu (by time): $(awk -v q="$q" -v s="$s" 'BEGIN { printf "%.2f", q / s }') against qemu-img alone," \
+     "$(awk -v q="$qs" -v s="$s" 'BEGIN { printf "%.2f", q / s }') against qemu-img + fdatasync"

@@ -66,7 +66,10 @@ public final class ImageConverter {
                     o.backingFormat()));
             try (Qcow2Image out = Qcow2Image.open(ImageFile.open(dst, true),
                     Qcow2OpenOptions.defaults().withReadOnly(false))) {
-                copy(src, out, out.clusterSize(), target);
+                // Whole clusters per compressed write; otherwise 1 MiB runs, which the writer allocates
+                // contiguously and writes with one call.
+                copy(src, out, target.compress() ? out.clusterSize() : Math.max(out.clusterSize(), 1 << 20),
+                        target);
                 out.flush();
             }
         } else {
@@ -83,6 +86,7 @@ public final class ImageConverter {
 
     private static void copy(BlockDevice src, BlockDevice out, int chunk, Target target) throws IOException {
         long size = src.size();
+        ByteBuffer buf = ByteBuffer.allocateDirect(chunk);
         for (long w = 0; w < size; w += STATUS_WINDOW) {
             long wEnd = Math.min(size, w + STATUS_WINDOW);
             List<Extent> extents = new ArrayList<>();
@@ -101,13 +105,13 @@ public final class ImageConverter {
                     here.add(extents.get(i).clip(Math.max(pos, extents.get(i).offset()),
                             Math.min(end, extents.get(i).end())));
                 }
-                copyChunk(src, out, pos, end, here, target);
+                copyChunk(src, out, pos, end, here, target, buf);
             }
         }
     }
 
     private static void copyChunk(BlockDevice src, BlockDevice out, long pos, long end, List<Extent> extents,
-                                  Target target) throws IOException {
+                                  Target target, ByteBuffer buf) throws IOException {
         if (target.targetBacking()) {
             boolean top = false;
             for (Extent e : extents) {
@@ -117,7 +121,7 @@ public final class ImageConverter {
                 return;   // comes from the target's backing file
             }
             if (target.compress()) {
-                ByteBuffer b = read(src, pos, end);
+                ByteBuffer b = read(src, pos, end, buf);
                 if (isZero(b, 0, b.limit())) {
                     out.writeZeroes(pos, end - pos, 0);
                 } else {
@@ -132,7 +136,7 @@ public final class ImageConverter {
                 if (e.isZero()) {
                     out.writeZeroes(e.offset(), e.length(), 0);
                 } else {
-                    out.write(e.offset(), read(src, e.offset(), e.end()), 0);
+                    out.write(e.offset(), read(src, e.offset(), e.end(), buf), 0);
                 }
             }
             return;
@@ -144,7 +148,7 @@ public final class ImageConverter {
         if (allZero) {
             return;   // the new target reads as zeros already
         }
-        ByteBuffer b = read(src, pos, end);
+        ByteBuffer b = read(src, pos, end, buf);
         if (target.compress()) {
             if (!isZero(b, 0, b.limit())) {
                 ((Qcow2Image) out).writeCompressed(pos, b);
@@ -167,8 +171,9 @@ public final class ImageConverter {
         }
     }
 
-    private static ByteBuffer read(BlockDevice src, long pos, long end) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate((int) (end - pos));
+    /** [pos, end) of {@code src} in {@code buf} (reused: valid until the next read). */
+    private static ByteBuffer read(BlockDevice src, long pos, long end, ByteBuffer buf) throws IOException {
+        ByteBuffer b = buf.clear().limit((int) (end - pos));
         src.read(pos, b);
         return b.flip();
     }

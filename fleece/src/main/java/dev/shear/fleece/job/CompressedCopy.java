@@ -8,8 +8,6 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.function.BooleanSupplier;
-import java.util.function.LongConsumer;
 
 /**
  * The copy loop of a compressed push backup: writes the snapshot's ranges into the target as compressed
@@ -33,12 +31,13 @@ import java.util.function.LongConsumer;
  *       file it is always a zero cluster, which hides the previous backup's data.</li>
  *   <li>A cluster compression does not shrink is stored as a normal cluster (the engine's choice, as
  *       QEMU's).</li>
- *   <li>Work goes in chunks of {@code chunkBytes} (whole snapshot clusters); after a chunk is written
- *       its range is discarded on the snapshot (copies freed, no further copies).</li>
+ *   <li>Work goes in chunks of {@code chunkBytes} (whole snapshot clusters), one copier per push worker
+ *       thread ({@link PushBackupJob#copyParallel}); after a chunk is written its range is discarded on
+ *       the snapshot (copies freed, no further copies).</li>
  * </ul>
  * Memory: one chunk buffer and one flag per target cluster of a chunk.
  */
-final class CompressedCopy {
+final class CompressedCopy implements PushBackupJob.ChunkCopier {
     private final SnapshotView view;
     private final Qcow2Image out;
     private final boolean hasBacking;
@@ -66,31 +65,9 @@ final class CompressedCopy {
         this.buf = ByteBuffer.allocate(chunkBytes);
     }
 
-    /**
-     * Copies {@code plan}: ranges [start, end), ascending, not overlapping, on snapshot cluster
-     * boundaries (or the end of the disk).
-     *
-     * @param aborted  polled between chunks: true stops the copy
-     * @param progress receives the bytes done after each chunk
-     */
-    void copy(List<long[]> plan, BooleanSupplier aborted, LongConsumer progress) throws IOException {
-        for (long[] r : plan) {
-            long pos = r[0];
-            while (pos < r[1]) {
-                if (aborted.getAsBoolean()) {
-                    return;
-                }
-                long stop = Math.min(r[1], pos + chunkBytes);
-                copyChunk(pos, stop);
-                view.discard(pos, stop - pos, 0);
-                progress.accept(stop - pos);
-                pos = stop;
-            }
-        }
-    }
-
     /** Writes the target clusters of [start, stop): whole clusters, the last one maybe cut by the disk end. */
-    private void copyChunk(long start, long stop) throws IOException {
+    @Override
+    public void copyChunk(long start, long stop) throws IOException {
         int clusters = (int) ((stop - start + targetClusterSize - 1) / targetClusterSize);
         boolean[] data = new boolean[clusters];
         fill(start, stop, data);

@@ -22,6 +22,8 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 
 /**
  * A push backup (design.md §Control API): Shear reads the snapshot and writes a new qcow2 image.
@@ -34,10 +36,12 @@ import java.util.concurrent.atomic.AtomicLong;
  *       point, widened to the copy granularity; zero ranges among them become zero clusters. The
  *       target's backing file should name the previous backup, so the chain reads as the disk did.</li>
  * </ul>
- * Each range written is then discarded on the snapshot: its copy in the scratch is freed and later
- * guest writes there are no longer copied. Progress is bytes processed of the backup's extents, with
- * rate and ETA. {@link #end()} aborts a running job and deletes the partial target; a completed target
- * passes {@code qemu-img check} and equals the snapshot per {@code qemu-img compare}.
+ * The plan is copied in chunks by {@link #WORKERS} threads in parallel (ascending claims, so the target
+ * fills roughly in order). Each range written is then discarded on the snapshot: its copy in the
+ * scratch is freed and later guest writes there are no longer copied. Progress is bytes processed of
+ * the backup's extents, with rate and ETA. {@link #end()} aborts a running job and deletes the partial
+ * target; a completed target passes {@code qemu-img check} and equals the snapshot per
+ * {@code qemu-img compare}.
  *
  * <p>Compressed ({@code compression} not null): the target is created with that {@code compression_type}
  * and every cluster the backup writes is a compressed cluster (a normal one where compression gains
@@ -47,6 +51,11 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class PushBackupJob extends BackupJob {
     /** Bytes copied per read/write: bounds memory and how long a guest write waits behind us. */
     static final int CHUNK_BYTES = 1 << 20;
+    /**
+     * Copy threads: reads of the snapshot, writes (and compression) of the target overlap; the qcow2
+     * engine writes different clusters in parallel. Memory: one chunk buffer each.
+     */
+    static final int WORKERS = 4;
 
     private final Path target;
     private final String backingFile;
@@ -154,18 +163,10 @@ public final class PushBackupJob extends BackupJob {
             Qcow2Creator.create(target, o);
             created = true;
             out = Images.open(target, ImageFormat.QCOW2, false, null);
-            if (compression != null) {
-                new CompressedCopy(view, (Qcow2Image) out, backingFile != null).copy(plan(), () -> abortRequested,
-                        done::addAndGet);
-            } else {
-                ByteBuffer buf = ByteBuffer.allocateDirect(CHUNK_BYTES);
-                for (long[] r : plan()) {
-                    copyRange(r[0], r[1], out, buf);
-                    if (abortRequested) {
-                        break;
-                    }
-                }
-            }
+            BlockDevice dst = out;
+            copyParallel(plan(), compression != null
+                    ? () -> new CompressedCopy(view, (Qcow2Image) dst, backingFile != null)
+                    : () -> new PlainCopy(view, dst, backingFile != null, chunkBytes()));
             if (abortRequested) {
                 out.close();
                 out = null;
@@ -206,17 +207,128 @@ public final class PushBackupJob extends BackupJob {
         }
     }
 
-    /** Copies [start, end) of the snapshot to {@code out}, extent by extent, in chunks. */
-    private void copyRange(long start, long end, BlockDevice out, ByteBuffer buf) throws IOException {
-        long pos = start;
-        while (pos < end && !abortRequested) {
-            long stop = Math.min(end, pos + CHUNK_BYTES);
-            List<Extent> extents = new ArrayList<>();
-            view.blockStatus(pos, stop - pos, e -> {
+    /** Chunk size: {@link #CHUNK_BYTES}, or one snapshot cluster when that is larger (whole clusters). */
+    private int chunkBytes() {
+        return (int) Math.max(CHUNK_BYTES, view.clusterSize());
+    }
+
+    /**
+     * Runs the plan on {@link #WORKERS} threads, each with a copier of its own: chunks are claimed in
+     * ascending order, copied, then discarded on the snapshot and counted. The first failure stops
+     * every worker and is thrown; an abort stops them between chunks.
+     */
+    private void copyParallel(List<long[]> plan, Supplier<ChunkCopier> copiers) throws IOException {
+        Chunks chunks = new Chunks(plan, chunkBytes());
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        ChunkCopier[] workers = new ChunkCopier[WORKERS];
+        for (int k = 0; k < workers.length; k++) {
+            workers[k] = copiers.get();
+        }
+        Thread[] threads = new Thread[workers.length];
+        for (int k = 0; k < threads.length; k++) {
+            ChunkCopier c = workers[k];
+            threads[k] = new Thread(() -> {
+                long[] chunk = new long[2];
+                try {
+                    while (!abortRequested && failure.get() == null && chunks.next(chunk)) {
+                        c.copyChunk(chunk[0], chunk[1]);
+                        view.discard(chunk[0], chunk[1] - chunk[0], 0);
+                        done.addAndGet(chunk[1] - chunk[0]);
+                    }
+                } catch (IOException | RuntimeException | Error e) {
+                    failure.compareAndSet(null, e);
+                }
+            }, "shear-push-" + id() + "-" + k);
+            threads[k].setDaemon(true);
+            threads[k].start();
+        }
+        boolean interrupted = false;
+        for (Thread t : threads) {
+            while (true) {
+                try {
+                    t.join();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        Throwable f = failure.get();
+        if (f instanceof IOException e) {
+            throw e;
+        } else if (f instanceof RuntimeException e) {
+            throw e;
+        } else if (f instanceof Error e) {
+            throw e;
+        }
+    }
+
+    /** Copies one chunk [start, stop) of the plan into the target; one per worker (own buffers). */
+    interface ChunkCopier {
+        void copyChunk(long start, long stop) throws IOException;
+    }
+
+    /** The plan cut into chunks, handed out in ascending order to whichever worker asks. */
+    private static final class Chunks {
+        private final List<long[]> plan;
+        private final int chunkBytes;
+        private int range;
+        private long pos;
+
+        Chunks(List<long[]> plan, int chunkBytes) {
+            this.plan = plan;
+            this.chunkBytes = chunkBytes;
+            this.pos = plan.isEmpty() ? 0 : plan.get(0)[0];
+        }
+
+        /** Claims the next chunk into {@code out} as [start, stop); false when none is left. */
+        synchronized boolean next(long[] out) {
+            while (range < plan.size()) {
+                long[] r = plan.get(range);
+                if (pos < r[1]) {
+                    out[0] = pos;
+                    out[1] = Math.min(r[1], pos + chunkBytes);
+                    pos = out[1];
+                    return true;
+                }
+                range++;
+                if (range < plan.size()) {
+                    pos = plan.get(range)[0];
+                }
+            }
+            return false;
+        }
+    }
+
+    /**
+     * The uncompressed copy of a chunk, extent by extent: data extents read and written, zero extents
+     * left unallocated (zero clusters over a backing file).
+     */
+    private static final class PlainCopy implements ChunkCopier {
+        private final SnapshotView view;
+        private final BlockDevice out;
+        private final boolean hasBacking;
+        private final ByteBuffer buf;
+        private final List<Extent> extents = new ArrayList<>();
+
+        PlainCopy(SnapshotView view, BlockDevice out, boolean hasBacking, int chunkBytes) {
+            this.view = view;
+            this.out = out;
+            this.hasBacking = hasBacking;
+            this.buf = ByteBuffer.allocateDirect(chunkBytes);
+        }
+
+        @Override
+        public void copyChunk(long start, long stop) throws IOException {
+            extents.clear();
+            view.blockStatus(start, stop - start, e -> {
                 extents.add(e);
                 return true;
             });
-            long at = pos;
+            long at = start;
             for (Extent e : extents) {
                 long a = Math.max(at, e.offset());
                 long b = Math.min(stop, e.end());
@@ -224,27 +336,24 @@ public final class PushBackupJob extends BackupJob {
                     continue;
                 }
                 if ((e.flags() & Extent.ZERO) != 0) {
-                    if (backingFile != null) {
+                    if (hasBacking) {
                         out.writeZeroes(a, b - a, 0);
                     }
                 } else {
-                    buf.clear().limit((int) (b - a));
-                    view.read(a, buf);
-                    buf.flip();
-                    out.write(a, buf, 0);
+                    copy(a, b);
                 }
                 at = b;
             }
             if (at < stop) {
-                // Block status stopped short: copy the rest as data (always correct).
-                buf.clear().limit((int) (stop - at));
-                view.read(at, buf);
-                buf.flip();
-                out.write(at, buf, 0);
+                copy(at, stop);   // block status stopped short: copy the rest as data (always correct)
             }
-            view.discard(pos, stop - pos, 0);
-            done.addAndGet(stop - pos);
-            pos = stop;
+        }
+
+        private void copy(long a, long b) throws IOException {
+            buf.clear().limit((int) (b - a));
+            view.read(a, buf);
+            buf.flip();
+            out.write(a, buf, 0);
         }
     }
 
