@@ -82,7 +82,7 @@ qemu_run() {
     sync --data "$d/backup.qcow2"   # qemu-img convert does not fsync its target; Shear's push does
     t2=$(now)
     stop
-    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f", b - a, c - a }'
+    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f\n", b - a, c - a }'
 }
 
 shear_run() {
@@ -109,11 +109,11 @@ shear_run() {
     done
     t1=$(now)
     stop
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f %.3f", b - a, b - a }'   # flushed when completed
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f %.3f\n", b - a, b - a }'   # flushed when completed
 }
 
 for run in $(seq "$runs"); do
-    for server in qemu shear; do
+    for server in ${ORDER:-qemu shear}; do
         fresh
         read -r secs synced < <("${server}_run")
         qemu-img compare -q "$tmp/run/src.qcow2" "$tmp/run/backup.qcow2" \
