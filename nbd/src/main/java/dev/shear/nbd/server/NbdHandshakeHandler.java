@@ -270,8 +270,10 @@ public final class NbdHandshakeHandler extends ChannelInboundHandlerAdapter {
         ChannelPipeline p = ctx.pipeline();
         p.addAfter(OPTION_DECODER, REQUEST_DECODER, new NbdRequestDecoder(extended, NbdServerConfig.MAX_PAYLOAD));
         p.addAfter(REQUEST_DECODER, REPLY_ENCODER, new NbdReplyEncoder(extended));
-        p.addAfter(REPLY_ENCODER, TRANSMISSION, new NbdTransmissionHandler(session, server.ioPool(),
-                c.maxInFlight(), c.maxInFlightBytes()));
+        // Each connection's requests take turns with the others' in the shared pool (FairLane).
+        FairLane lane = new FairLane(server.ioPool(), Math.max(1, c.ioThreads() / 2));
+        p.addAfter(REPLY_ENCODER, TRANSMISSION, new NbdTransmissionHandler(session, lane, c.maxInFlight(),
+                c.maxInFlightBytes()));
         p.remove(this);
         p.remove(OPTION_ENCODER);
         p.remove(OPTION_DECODER);   // last: its buffered bytes are forwarded to the request decoder
