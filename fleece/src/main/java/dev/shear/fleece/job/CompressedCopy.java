@@ -37,13 +37,17 @@ import java.util.List;
  * </ul>
  * Memory: one chunk buffer and one flag per target cluster of a chunk.
  */
-final class CompressedCopy implements PushBackupJob.ChunkCopier {
+final class CompressedCopy implements PushBackupJob.ChunkCopier, PushBackupJob.RangeVisitor {
     private final SnapshotView view;
     private final Qcow2Image out;
     private final boolean hasBacking;
     private final int targetClusterSize;
     private final int chunkBytes;
     private final ByteBuffer buf;
+    private final List<Extent> extents = new ArrayList<>();
+    /** The chunk being filled: its start and which target clusters got data. */
+    private long chunkStart;
+    private boolean[] chunkData;
 
     /**
      * @param view       the snapshot to read
@@ -92,36 +96,22 @@ final class CompressedCopy implements PushBackupJob.ChunkCopier {
      * the snapshot's bytes elsewhere; flags the target clusters that got data.
      */
     private void fill(long start, long stop, boolean[] data) throws IOException {
-        List<Extent> extents = new ArrayList<>();
-        view.blockStatus(start, stop - start, e -> {
-            extents.add(e);
-            return true;
-        });
-        long at = start;
-        for (Extent e : extents) {
-            long a = Math.max(at, e.offset());
-            long b = Math.min(stop, e.end());
-            if (b <= a) {
-                continue;
-            }
-            if (e.isZero()) {
-                Arrays.fill(buf.array(), (int) (a - start), (int) (b - start), (byte) 0);
-            } else {
-                read(start, a, b, data);
-            }
-            at = b;
-        }
-        if (at < stop) {
-            // Block status stopped short: read the rest as data (always correct).
-            read(start, at, stop, data);
-        }
+        chunkStart = start;
+        chunkData = data;
+        PushBackupJob.walk(view, start, stop, extents, this);
     }
 
-    private void read(long start, long a, long b, boolean[] data) throws IOException {
-        ByteBuffer dst = buf.duplicate().position((int) (a - start)).limit((int) (b - start));
+    @Override
+    public void zeros(long a, long b) {
+        Arrays.fill(buf.array(), (int) (a - chunkStart), (int) (b - chunkStart), (byte) 0);
+    }
+
+    @Override
+    public void data(long a, long b) throws IOException {
+        ByteBuffer dst = buf.duplicate().position((int) (a - chunkStart)).limit((int) (b - chunkStart));
         view.read(a, dst);
-        for (long k = (a - start) / targetClusterSize; k <= (b - 1 - start) / targetClusterSize; k++) {
-            data[(int) k] = true;
+        for (long k = (a - chunkStart) / targetClusterSize; k <= (b - 1 - chunkStart) / targetClusterSize; k++) {
+            chunkData[(int) k] = true;
         }
     }
 

@@ -271,6 +271,47 @@ public final class PushBackupJob extends BackupJob {
         void copyChunk(long start, long stop) throws IOException;
     }
 
+    /** What a chunk holds, range by range, as {@link #walk} reports it. */
+    interface RangeVisitor {
+        /** [a, b) reads as zeros. */
+        void zeros(long a, long b) throws IOException;
+
+        /** [a, b) holds data (or may: block status said nothing about it). */
+        void data(long a, long b) throws IOException;
+    }
+
+    /**
+     * Walks [start, stop) of the snapshot by its block status, in order: zero ranges and data ranges;
+     * a tail block status did not describe counts as data (always correct).
+     *
+     * @param extents scratch list, cleared first
+     */
+    static void walk(SnapshotView view, long start, long stop, List<Extent> extents, RangeVisitor v)
+            throws IOException {
+        extents.clear();
+        view.blockStatus(start, stop - start, e -> {
+            extents.add(e);
+            return true;
+        });
+        long at = start;
+        for (Extent e : extents) {
+            long a = Math.max(at, e.offset());
+            long b = Math.min(stop, e.end());
+            if (b <= a) {
+                continue;
+            }
+            if (e.isZero()) {
+                v.zeros(a, b);
+            } else {
+                v.data(a, b);
+            }
+            at = b;
+        }
+        if (at < stop) {
+            v.data(at, stop);
+        }
+    }
+
     /** The plan cut into chunks, handed out in ascending order to whichever worker asks. */
     private static final class Chunks {
         private final List<long[]> plan;
@@ -307,7 +348,7 @@ public final class PushBackupJob extends BackupJob {
      * The uncompressed copy of a chunk, extent by extent: data extents read and written, zero extents
      * left unallocated (zero clusters over a backing file).
      */
-    private static final class PlainCopy implements ChunkCopier {
+    private static final class PlainCopy implements ChunkCopier, RangeVisitor {
         private final SnapshotView view;
         private final BlockDevice out;
         private final boolean hasBacking;
@@ -323,30 +364,19 @@ public final class PushBackupJob extends BackupJob {
 
         @Override
         public void copyChunk(long start, long stop) throws IOException {
-            extents.clear();
-            view.blockStatus(start, stop - start, e -> {
-                extents.add(e);
-                return true;
-            });
-            long at = start;
-            for (Extent e : extents) {
-                long a = Math.max(at, e.offset());
-                long b = Math.min(stop, e.end());
-                if (b <= a) {
-                    continue;
-                }
-                if ((e.flags() & Extent.ZERO) != 0) {
-                    if (hasBacking) {
-                        out.writeZeroes(a, b - a, 0);
-                    }
-                } else {
-                    copy(a, b);
-                }
-                at = b;
+            walk(view, start, stop, extents, this);
+        }
+
+        @Override
+        public void zeros(long a, long b) throws IOException {
+            if (hasBacking) {
+                out.writeZeroes(a, b - a, 0);
             }
-            if (at < stop) {
-                copy(at, stop);   // block status stopped short: copy the rest as data (always correct)
-            }
+        }
+
+        @Override
+        public void data(long a, long b) throws IOException {
+            copy(a, b);
         }
 
         private void copy(long a, long b) throws IOException {
