@@ -125,12 +125,10 @@ class Qcow2BlockStatusTest {
         Path p = dir.resolve("big.qcow2");
         Qcow2TestImage.create(size).writeTo(p);
         try (Qcow2Image img = open(p)) {
-            long start = System.nanoTime();
             List<Extent> e = status(img, 0, size);
-            long micros = (System.nanoTime() - start) / 1000;
             assertEquals(List.of(Extent.hole(0, size)), e);
+            // The cost is structural (timing lives in BlockStatusBenchmark): no L2 table is read.
             assertEquals(0, img.cacheStats().loads(), "no L2 table may be loaded for an unallocated range");
-            assertTrue(micros < 200_000, "took " + micros + " us");
         }
     }
 
