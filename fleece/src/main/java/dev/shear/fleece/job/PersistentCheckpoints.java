@@ -108,7 +108,7 @@ public final class PersistentCheckpoints implements CheckpointProvider {
         return bitmaps.atInstant(() -> bitmaps.require(name).copy(frozenName, false, false));
     }
 
-    /** Stores every bitmap of the image (in_use stays set) and rewrites the sidecar. */
+    /** Stores every bitmap of the image (in_use clear until the next guest write) and rewrites the sidecar. */
     @Override
     public void flush() throws IOException {
         checkpoints.flush();

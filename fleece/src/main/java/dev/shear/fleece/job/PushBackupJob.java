@@ -68,6 +68,8 @@ public final class PushBackupJob extends BackupJob {
     // Set once by begin() before the job is published.
     private SnapshotView view;
     private DirtyBitmap bitmap;
+    /** Ranges to copy, fixed at begin (the bitmap is frozen then), and their total bytes. */
+    private List<long[]> plan;
     private long total;
     private volatile SnapshotStats lastStats;
 
@@ -101,7 +103,8 @@ public final class PushBackupJob extends BackupJob {
         Snapshot s = BackupJob.begin(job, scratch, policy, PullBackupJob.bitmapName(disk.name()));
         job.view = s.view();
         job.bitmap = s.bitmap();
-        job.total = job.plan().stream().mapToLong(r -> r[1] - r[0]).sum();
+        job.plan = job.plan();
+        job.total = job.plan.stream().mapToLong(r -> r[1] - r[0]).sum();
         job.publish("started", null);
         Thread t = new Thread(job::run, "shear-push-" + id);
         t.setDaemon(true);
@@ -164,7 +167,7 @@ public final class PushBackupJob extends BackupJob {
             created = true;
             out = Images.open(target, ImageFormat.QCOW2, false, null);
             BlockDevice dst = out;
-            copyParallel(plan(), compression != null
+            copyParallel(plan, compression != null
                     ? () -> new CompressedCopy(view, (Qcow2Image) dst, backingFile != null)
                     : () -> new PlainCopy(view, dst, backingFile != null, chunkBytes()));
             if (abortRequested) {

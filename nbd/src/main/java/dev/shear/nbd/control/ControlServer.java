@@ -69,7 +69,7 @@ import java.util.function.Consumer;
  * GET    /exports/{e}/bitmaps              list; POST {name, granularity?, enabled?}: add
  * DELETE /exports/{e}/bitmaps/{b}          remove
  * POST   /exports/{e}/bitmaps/{b}/{clear|enable|disable|merge}   merge body {sources: [...]}
- * POST   /exports/{e}/bitmaps/flush        store the image's bitmaps (in_use stays set) and the
+ * POST   /exports/{e}/bitmaps/flush        store the image's bitmaps (in_use clear until the next write) and the
  *                                          checkpoint sidecar now (409 for raw exports)
  * GET    /exports/{e}/checkpoints          list; POST {name, description?}: create now
  * PUT    /exports/{e}/checkpoints          redefine the chain, all or nothing: {checkpoints: [{name,

@@ -226,10 +226,10 @@ final class DiskBitmaps {
     }
 
     /**
-     * {@code POST /exports/E/bitmaps/flush}: stores every persistent bitmap of the export's image now
-     * and rewrites its checkpoint sidecar. The bitmaps keep the in_use flag on disk: the image stays
-     * open read-write and tracking goes on, so a reader of the file sees the bits as of the flush but
-     * QEMU (and Shear) treat them as inconsistent until a clean stop clears in_use.
+     * {@code POST /exports/E/bitmaps/flush}: stores every persistent bitmap of the export's image now,
+     * with in_use clear, and rewrites its checkpoint sidecar. Until the next guest write (which sets
+     * in_use again before it reaches the image: BitmapManager#flushBitmaps) the stored bitmaps are exact,
+     * so a crash of an idle server keeps them usable.
      *
      * @throws ControlException 409 for an export without persistent bitmaps (raw: they live in
      *         memory); {@link BackupService} answers 404 (unknown) and 409 (read-only) before
@@ -254,7 +254,6 @@ final class DiskBitmaps {
         m.put("export", d.name());
         m.put("bitmaps", names);
         m.put("checkpoints", chain);
-        m.put("inUse", true);
         ServerLog.info("bitmaps-flushed", "export", d.name(), "bitmaps", names.size());
         return m;
     }
