@@ -172,11 +172,16 @@ public final class CheckpointCommand {
 
         @Override
         public Integer call() throws Exception {
+            String bad = NameValues.firstUnknown(names, List.of(created, descriptions));
+            if (bad != null) {
+                throw BlockException.invalid(image.toString(), -1, "--created/--description %s (expected: "
+                        + "NAME=VALUE for one of the NAMEs given: %s)", bad, names);
+            }
             List<Checkpoint> chain = new ArrayList<>();
             String parent = null;
             Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.SECONDS);
             for (String n : names) {
-                String when = lookup(created, n);
+                String when = NameValues.valueOf(created, n);
                 Instant t;
                 try {
                     t = when == null ? now : Instant.parse(when);
@@ -184,21 +189,12 @@ public final class CheckpointCommand {
                     throw BlockException.invalid(image.toString(), -1, "--created %s=%s (expected: an ISO-8601 "
                             + "instant such as 2026-11-23T15:52:22Z)", n, when);
                 }
-                String d = lookup(descriptions, n);
+                String d = NameValues.valueOf(descriptions, n);
                 chain.add(new Checkpoint(n, parent, t, d == null ? "" : d, n));
                 parent = n;
             }
             change(image, c -> c.redefine(chain));
             return ShearMain.EXIT_OK;
-        }
-
-        private static String lookup(List<String> pairs, String name) {
-            for (String p : pairs) {
-                if (p.startsWith(name + "=")) {
-                    return p.substring(name.length() + 1);
-                }
-            }
-            return null;
         }
     }
 }

@@ -251,37 +251,18 @@ public final class CtlCommand implements Callable<Integer> {
      */
     private String redefineBody(ObjectNode b) {
         List<String> names = args.subList(Math.min(1, args.size()), args.size());
-        for (String option : concat(created, descriptions)) {
-            String name = option.indexOf('=') > 0 ? option.substring(0, option.indexOf('=')) : null;
-            if (name == null || !names.contains(name)) {
-                throw new picocli.CommandLine.ParameterException(spec.commandLine(), "checkpoint-redefine: option "
-                        + "value '" + option + "' (expected: NAME=VALUE for one of the NAMEs given: " + names + ")");
-            }
+        String bad = NameValues.firstUnknown(names, List.of(created, descriptions));
+        if (bad != null) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "checkpoint-redefine: option "
+                    + "value '" + bad + "' (expected: NAME=VALUE for one of the NAMEs given: " + names + ")");
         }
         ArrayNode list = b.putArray("checkpoints");
         for (String n : names) {
             ObjectNode c = list.addObject().put("name", n);
-            putIf(c, "created", valueFor(created, n));
-            putIf(c, "description", valueFor(descriptions, n));
+            putIf(c, "created", NameValues.valueOf(created, n));
+            putIf(c, "description", NameValues.valueOf(descriptions, n));
         }
         return b.toString();
-    }
-
-    private static List<String> concat(List<String> a, List<String> b) {
-        List<String> out = new ArrayList<>(a);
-        out.addAll(b);
-        return out;
-    }
-
-    /** The VALUE of the last NAME=VALUE in {@code pairs}, or null. */
-    private static String valueFor(List<String> pairs, String name) {
-        String v = null;
-        for (String p : pairs) {
-            if (p.startsWith(name + "=")) {
-                v = p.substring(name.length() + 1);
-            }
-        }
-        return v;
     }
 
     private static void putIf(ObjectNode b, String k, String v) {
