@@ -12,8 +12,6 @@ import java.util.List;
 public final class NbdOffsetDataChunk extends NbdPayloadReply implements NbdReply {
     private static final Recycler<NbdOffsetDataChunk> RECYCLER = recycler(NbdOffsetDataChunk::new);
 
-    private long cookie;
-    private long requestOffset;
     private long offset;
     private boolean done;
 
@@ -24,8 +22,7 @@ public final class NbdOffsetDataChunk extends NbdPayloadReply implements NbdRepl
     private static NbdOffsetDataChunk header(long cookie, long requestOffset, long offset, boolean done) {
         NbdOffsetDataChunk c = RECYCLER.get();
         c.reuse();
-        c.cookie = cookie;
-        c.requestOffset = requestOffset;
+        c.echo(cookie, requestOffset);
         c.offset = offset;
         c.done = done;
         return c;
@@ -56,16 +53,6 @@ public final class NbdOffsetDataChunk extends NbdPayloadReply implements NbdRepl
         return length;
     }
 
-    @Override
-    public long cookie() {
-        return cookie;
-    }
-
-    @Override
-    public long requestOffset() {
-        return requestOffset;
-    }
-
     /** Guest offset of the first data byte. */
     public long offset() {
         return offset;
@@ -77,7 +64,7 @@ public final class NbdOffsetDataChunk extends NbdPayloadReply implements NbdRepl
 
     @Override
     public String toString() {
-        return "NbdOffsetDataChunk(cookie=0x" + Long.toHexString(cookie) + ", offset=0x"
+        return "NbdOffsetDataChunk(cookie=0x" + Long.toHexString(cookie()) + ", offset=0x"
                 + Long.toHexString(offset) + ", length=" + dataLength() + ", done=" + done + ")";
     }
 }

@@ -14,7 +14,7 @@ import java.util.List;
  * Pooled ({@link NbdPooledMessage}); the part list is kept across uses, so a reply of a few parts
  * allocates nothing.
  */
-public abstract sealed class NbdPayloadReply extends NbdPooledMessage permits NbdSimpleReply,
+public abstract sealed class NbdPayloadReply extends NbdPooledReply permits NbdSimpleReply,
         NbdOffsetDataChunk {
     /** A list that grew past this is dropped on recycle, so that pooled instances stay small. */
     private static final int KEPT_PART_CAPACITY = 16;

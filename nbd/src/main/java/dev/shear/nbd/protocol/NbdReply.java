@@ -21,11 +21,9 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
     long requestOffset();
 
     /** NBD_REPLY_TYPE_OFFSET_HOLE: {@code length} bytes at {@code offset} read as zeros. Pooled. */
-    final class OffsetHoleChunk extends NbdPooledMessage implements NbdReply {
+    final class OffsetHoleChunk extends NbdPooledReply implements NbdReply {
         private static final Recycler<OffsetHoleChunk> RECYCLER = recycler(OffsetHoleChunk::new);
 
-        private long cookie;
-        private long requestOffset;
         private long offset;
         private int length;
         private boolean done;
@@ -38,22 +36,11 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
                 boolean done) {
             OffsetHoleChunk c = RECYCLER.get();
             c.reuse();
-            c.cookie = cookie;
-            c.requestOffset = requestOffset;
+            c.echo(cookie, requestOffset);
             c.offset = offset;
             c.length = length;
             c.done = done;
             return c;
-        }
-
-        @Override
-        public long cookie() {
-            return cookie;
-        }
-
-        @Override
-        public long requestOffset() {
-            return requestOffset;
         }
 
         public long offset() {
@@ -75,7 +62,7 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
 
         @Override
         public String toString() {
-            return "OffsetHoleChunk(cookie=0x" + Long.toHexString(cookie) + ", offset=0x" + Long.toHexString(offset)
+            return "OffsetHoleChunk(cookie=0x" + Long.toHexString(cookie()) + ", offset=0x" + Long.toHexString(offset)
                     + ", length=" + Integer.toUnsignedString(length) + ", done=" + done + ")";
         }
     }
@@ -86,11 +73,9 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
      * the first {@code count} entries of {@code lengths} and {@code flags}, arrays that the chunk keeps
      * (not copies) until it is released. Pooled.
      */
-    final class BlockStatusChunk extends NbdPooledMessage implements NbdReply {
+    final class BlockStatusChunk extends NbdPooledReply implements NbdReply {
         private static final Recycler<BlockStatusChunk> RECYCLER = recycler(BlockStatusChunk::new);
 
-        private long cookie;
-        private long requestOffset;
         private int contextId;
         private long[] lengths;
         private long[] flags;
@@ -109,24 +94,13 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
             }
             BlockStatusChunk c = RECYCLER.get();
             c.reuse();
-            c.cookie = cookie;
-            c.requestOffset = requestOffset;
+            c.echo(cookie, requestOffset);
             c.contextId = contextId;
             c.lengths = lengths;
             c.flags = flags;
             c.count = count;
             c.done = done;
             return c;
-        }
-
-        @Override
-        public long cookie() {
-            return cookie;
-        }
-
-        @Override
-        public long requestOffset() {
-            return requestOffset;
         }
 
         public int contextId() {
@@ -159,7 +133,7 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
 
         @Override
         public String toString() {
-            return "BlockStatusChunk(cookie=0x" + Long.toHexString(cookie) + ", context=" + contextId
+            return "BlockStatusChunk(cookie=0x" + Long.toHexString(cookie()) + ", context=" + contextId
                     + ", descriptors=" + count + ", done=" + done + ")";
         }
     }
@@ -170,11 +144,8 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
     }
 
     /** NBD_REPLY_TYPE_NONE with DONE: ends a reply that has nothing more to say. Pooled. */
-    final class DoneChunk extends NbdPooledMessage implements NbdReply {
+    final class DoneChunk extends NbdPooledReply implements NbdReply {
         private static final Recycler<DoneChunk> RECYCLER = recycler(DoneChunk::new);
-
-        private long cookie;
-        private long requestOffset;
 
         private DoneChunk(Recycler.Handle<DoneChunk> handle) {
             super(handle);
@@ -183,19 +154,8 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
         public static DoneChunk newInstance(long cookie, long requestOffset) {
             DoneChunk c = RECYCLER.get();
             c.reuse();
-            c.cookie = cookie;
-            c.requestOffset = requestOffset;
+            c.echo(cookie, requestOffset);
             return c;
-        }
-
-        @Override
-        public long cookie() {
-            return cookie;
-        }
-
-        @Override
-        public long requestOffset() {
-            return requestOffset;
         }
 
         @Override
@@ -205,7 +165,7 @@ public sealed interface NbdReply permits NbdSimpleReply, NbdOffsetDataChunk, Nbd
 
         @Override
         public String toString() {
-            return "DoneChunk(cookie=0x" + Long.toHexString(cookie) + ")";
+            return "DoneChunk(cookie=0x" + Long.toHexString(cookie()) + ")";
         }
     }
 }

@@ -18,7 +18,6 @@ import java.util.List;
 public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
     private static final Recycler<NbdSimpleReply> RECYCLER = recycler(NbdSimpleReply::new);
 
-    private long cookie;
     private NbdError error;
 
     private NbdSimpleReply(Recycler.Handle<NbdSimpleReply> handle) {
@@ -29,7 +28,7 @@ public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
     public static NbdSimpleReply newInstance(long cookie, NbdError error) {
         NbdSimpleReply r = RECYCLER.get();
         r.reuse();
-        r.cookie = cookie;
+        r.echo(cookie, 0);   // a simple reply has no offset field
         r.error = error;
         return r;
     }
@@ -45,16 +44,6 @@ public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
         return r;
     }
 
-    @Override
-    public long cookie() {
-        return cookie;
-    }
-
-    @Override
-    public long requestOffset() {
-        return 0;
-    }
-
     /** Null for success. */
     public NbdError error() {
         return error;
@@ -68,7 +57,7 @@ public final class NbdSimpleReply extends NbdPayloadReply implements NbdReply {
 
     @Override
     public String toString() {
-        return "NbdSimpleReply(cookie=0x" + Long.toHexString(cookie) + ", error=" + error
+        return "NbdSimpleReply(cookie=0x" + Long.toHexString(cookie()) + ", error=" + error
                 + ", data=" + dataLength() + ")";
     }
 }
