@@ -16,7 +16,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
-import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -54,10 +53,7 @@ class BackupInteropTest {
         Files.write(image, initial);
         nbd = dir.resolve("nbd.sock");
         ctl = dir.resolve("ctl.sock");
-        server = ShearProcess.serve(nbd, "vda", image, "--control", ctl.toString());
-        for (int i = 0; i < 100 && !Files.exists(ctl); i++) {
-            sleep(50);
-        }
+        server = ControlClient.serve(nbd, "vda", image, ctl);
     }
 
     @AfterEach
@@ -81,21 +77,11 @@ class BackupInteropTest {
 
     /** {status, body}. */
     private String[] curl(String method, String path, String body) {
-        List<String> args = new java.util.ArrayList<>(List.of("-s", "-w", "\n%{http_code}", "--unix-socket",
-                ctl.toString(), "-X", method, "http://shear" + path));
-        if (body != null) {
-            args.addAll(List.of("-H", "Content-Type: application/json", "-d", body));
-        }
-        String out = Tool.named("curl").check(args).stdout();
-        int nl = out.lastIndexOf('\n');
-        return new String[] {out.substring(nl + 1).trim(), out.substring(0, nl)};
+        return new ControlClient(ctl, server).curl(method, path, body);
     }
 
-    private JsonNode ok(String method, String path, String body) throws IOException {
-        String[] r = curl(method, path, body);
-        assertTrue(r[0].startsWith("2"), () -> method + " " + path + ": " + r[0] + " " + r[1] + "\n"
-                + server.stderr());
-        return JSON.readTree(r[1]);
+    private JsonNode ok(String method, String path, String body) {
+        return new ControlClient(ctl, server).ok(method, path, body);
     }
 
     private void qemuIo(String command) {

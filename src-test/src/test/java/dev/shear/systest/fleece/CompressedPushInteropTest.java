@@ -57,10 +57,7 @@ class CompressedPushInteropTest {
         Files.write(image, compressible(SIZE));
         nbd = dir.resolve("nbd.sock");
         ctl = dir.resolve("ctl.sock");
-        server = ShearProcess.serve(nbd, "vda", image, "--control", ctl.toString());
-        for (int i = 0; i < 200 && !Files.exists(ctl); i++) {
-            ControlClient.pause();
-        }
+        server = ControlClient.serve(nbd, "vda", image, ctl);
         api = new ControlClient(ctl, server);
     }
 

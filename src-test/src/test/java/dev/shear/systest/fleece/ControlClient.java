@@ -15,6 +15,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,6 +33,16 @@ final class ControlClient {
     ControlClient(Path socket, ShearProcess server) {
         this.socket = socket;
         this.server = server;
+    }
+
+    /**
+     * Starts {@code shear serve} on {@code image} with the control socket {@code ctl}, which listens
+     * before the server prints its ready line.
+     */
+    static ShearProcess serve(Path nbd, String export, Path image, Path ctl) {
+        ShearProcess p = ShearProcess.serve(nbd, export, image, "--control", ctl.toString());
+        assertTrue(Files.exists(ctl), p.stderr());
+        return p;
     }
 
     /** {status, body}. */

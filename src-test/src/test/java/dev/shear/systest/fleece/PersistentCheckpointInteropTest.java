@@ -76,8 +76,7 @@ class PersistentCheckpointInteropTest {
 
     /** Starts the server; the control socket exists once the ready line is printed. */
     private void serve() {
-        server = ShearProcess.serve(nbd, "vda", image, "--control", ctl.toString());
-        assertTrue(Files.exists(ctl), server.stderr());
+        server = ControlClient.serve(nbd, "vda", image, ctl);
     }
 
     /** SIGTERM: a clean stop stores the bitmaps with in_use cleared. */
@@ -93,21 +92,11 @@ class PersistentCheckpointInteropTest {
 
     /** {status, body} of one request through curl on the control socket. */
     private String[] curl(String method, String path, String body) {
-        List<String> args = new ArrayList<>(List.of("-s", "-w", "\n%{http_code}", "--unix-socket", ctl.toString(),
-                "-X", method, "http://shear" + path));
-        if (body != null) {
-            args.addAll(List.of("-H", "Content-Type: application/json", "-d", body));
-        }
-        String out = Tool.named("curl").check(args).stdout();
-        int nl = out.lastIndexOf('\n');
-        return new String[] {out.substring(nl + 1).trim(), out.substring(0, nl)};
+        return new ControlClient(ctl, server).curl(method, path, body);
     }
 
-    private JsonNode ok(String method, String path, String body) throws IOException {
-        String[] r = curl(method, path, body);
-        assertTrue(r[0].startsWith("2"), () -> method + " " + path + ": " + r[0] + " " + r[1] + "\n"
-                + server.stderr());
-        return JSON.readTree(r[1]);
+    private JsonNode ok(String method, String path, String body) {
+        return new ControlClient(ctl, server).ok(method, path, body);
     }
 
     /** {@code shear ctl --control SOCKET ARGS...}, exit 0 required; its JSON output. */

@@ -9,7 +9,6 @@ import dev.shear.systest.tools.RequiresTools;
 import dev.shear.systest.tools.ShearProcess;
 import dev.shear.systest.tools.Tool;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -50,10 +49,7 @@ class PullProgressInteropTest {
                 "-c", "write -P 0x33 5M 512k", image.toString());
         nbd = dir.resolve("nbd.sock");
         Path ctl = dir.resolve("ctl.sock");
-        server = ShearProcess.serve(nbd, "vda", image, "--control", ctl.toString());
-        for (int i = 0; i < 200 && !Files.exists(ctl); i++) {
-            ControlClient.pause();
-        }
+        server = ControlClient.serve(nbd, "vda", image, ctl);
         api = new ControlClient(ctl, server);
     }
 
