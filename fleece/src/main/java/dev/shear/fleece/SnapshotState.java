@@ -34,7 +34,7 @@ final class SnapshotState {
     private final AtomicReference<BlockException> broken = new AtomicReference<>();
     /** Set under the gate's exclusive lock when the snapshot ends; read under the gate's shared lock. */
     private volatile boolean closed;
-    /** One cluster-sized copy buffer per writing thread (heap: the spill codecs work on arrays). */
+    /** A cluster-sized copy buffer per writing thread; direct: the live read and a raw scratch write copy nothing. */
     private final ThreadLocal<ByteBuffer> copyBuffers;
 
     final LongAdder copied = new LongAdder();
@@ -62,7 +62,7 @@ final class SnapshotState {
             this.coveredClusters = copyState.count(CopyState.NEEDED);
         }
         this.locks = new ClusterLocks(lockStripes);
-        this.copyBuffers = ThreadLocal.withInitial(() -> ByteBuffer.allocate(clusterSize));
+        this.copyBuffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(clusterSize));
     }
 
     /**

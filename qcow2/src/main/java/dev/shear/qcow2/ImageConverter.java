@@ -4,6 +4,7 @@ import dev.shear.block.BlockDevice;
 import dev.shear.block.Extent;
 import dev.shear.block.ImageFile;
 import dev.shear.block.RawImage;
+import dev.shear.block.Zeros;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
@@ -122,7 +123,7 @@ public final class ImageConverter {
             }
             if (target.compress()) {
                 ByteBuffer b = read(src, pos, end, buf);
-                if (isZero(b, 0, b.limit())) {
+                if (Zeros.isZero(b, 0, b.limit())) {
                     out.writeZeroes(pos, end - pos, 0);
                 } else {
                     ((Qcow2Image) out).writeCompressed(pos, b);
@@ -150,7 +151,7 @@ public final class ImageConverter {
         }
         ByteBuffer b = read(src, pos, end, buf);
         if (target.compress()) {
-            if (!isZero(b, 0, b.limit())) {
+            if (!Zeros.isZero(b, 0, b.limit())) {
                 ((Qcow2Image) out).writeCompressed(pos, b);
             }
             return;
@@ -158,7 +159,7 @@ public final class ImageConverter {
         int n = b.limit();
         int runStart = -1;
         for (int at = 0; at < n; at += MIN_SPARSE) {
-            boolean data = !isZero(b, at, Math.min(n, at + MIN_SPARSE));
+            boolean data = !Zeros.isZero(b, at, Math.min(n, at + MIN_SPARSE));
             if (data && runStart < 0) {
                 runStart = at;
             } else if (!data && runStart >= 0) {
@@ -176,20 +177,5 @@ public final class ImageConverter {
         ByteBuffer b = buf.clear().limit((int) (end - pos));
         src.read(pos, b);
         return b.flip();
-    }
-
-    private static boolean isZero(ByteBuffer b, int from, int to) {
-        int i = from;
-        for (; i + 8 <= to; i += 8) {
-            if (b.getLong(i) != 0) {
-                return false;
-            }
-        }
-        for (; i < to; i++) {
-            if (b.get(i) != 0) {
-                return false;
-            }
-        }
-        return true;
     }
 }

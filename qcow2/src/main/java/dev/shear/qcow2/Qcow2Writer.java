@@ -3,6 +3,7 @@ package dev.shear.qcow2;
 import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
 import dev.shear.block.WriteFlags;
+import dev.shear.block.Zeros;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.locks.ReentrantLock;
@@ -426,20 +427,11 @@ final class Qcow2Writer {
         }
         ByteBuffer current = ByteBuffer.allocate(n);
         image.read(base + a, current);
-        if (isZero(current.array())) {
+        if (Zeros.isZero(current.array(), 0, n)) {
             return false;
         }
         if (!dryRun) {
             writeInCluster(c, a, ByteBuffer.allocate(n));
-        }
-        return true;
-    }
-
-    private static boolean isZero(byte[] b) {
-        for (byte x : b) {
-            if (x != 0) {
-                return false;
-            }
         }
         return true;
     }

@@ -1,6 +1,7 @@
 package dev.shear.fleece.job;
 
 import dev.shear.block.Extent;
+import dev.shear.block.Zeros;
 import dev.shear.fleece.SnapshotView;
 import dev.shear.qcow2.Qcow2Image;
 import java.io.IOException;
@@ -83,7 +84,7 @@ final class CompressedCopy implements PushBackupJob.ChunkCopier, PushBackupJob.R
             int to = (int) Math.min(stop - start, from + (long) targetClusterSize);
             ByteBuffer cluster = buf.duplicate().position(from).limit(to).slice();
             long guestOffset = start + from;
-            if (isZero(cluster)) {
+            if (Zeros.isZero(cluster)) {
                 out.writeZeroes(guestOffset, to - from, 0);
             } else {
                 out.writeCompressed(guestOffset, cluster);
@@ -113,22 +114,5 @@ final class CompressedCopy implements PushBackupJob.ChunkCopier, PushBackupJob.R
         for (long k = (a - chunkStart) / targetClusterSize; k <= (b - 1 - chunkStart) / targetClusterSize; k++) {
             chunkData[(int) k] = true;
         }
-    }
-
-    /** True when every byte of {@code b} (position to limit) is zero. */
-    static boolean isZero(ByteBuffer b) {
-        int i = b.position();
-        int end = b.limit();
-        for (; i + 8 <= end; i += 8) {
-            if (b.getLong(i) != 0) {
-                return false;
-            }
-        }
-        for (; i < end; i++) {
-            if (b.get(i) != 0) {
-                return false;
-            }
-        }
-        return true;
     }
 }

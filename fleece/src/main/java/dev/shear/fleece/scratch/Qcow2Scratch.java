@@ -4,6 +4,7 @@ import dev.shear.block.BlockDevice;
 import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
 import dev.shear.block.ImageFormat;
+import dev.shear.block.Zeros;
 import dev.shear.qcow2.Images;
 import dev.shear.qcow2.Qcow2CreateOptions;
 import dev.shear.qcow2.Qcow2Creator;
@@ -105,7 +106,7 @@ public final class Qcow2Scratch implements ScratchTarget {
     @Override
     public void put(long clusterIndex, ByteBuffer src) throws IOException {
         checkOpen();
-        if (isAllZero(src)) {
+        if (Zeros.isZero(src)) {
             Boolean old = index.put(clusterIndex, Boolean.TRUE);
             if (Boolean.FALSE.equals(old)) {
                 image.discard(offsetOf(clusterIndex), clusterSize, 0);
@@ -206,14 +207,5 @@ public final class Qcow2Scratch implements ScratchTarget {
         if (closed) {
             throw new BlockException(BlockErrorKind.SHUTDOWN, name(), -1, "scratch: closed");
         }
-    }
-
-    private static boolean isAllZero(ByteBuffer src) {
-        for (int i = src.position(); i < src.limit(); i++) {
-            if (src.get(i) != 0) {
-                return false;
-            }
-        }
-        return true;
     }
 }

@@ -2,18 +2,19 @@ package dev.shear.fleece.scratch;
 
 import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
+import dev.shear.block.Zeros;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -43,6 +44,12 @@ import java.util.concurrent.locks.ReentrantLock;
  *   <li><b>Capacity</b> bounds the file's high-water mark, i.e. the disk space really used:
  *       {@link #put} fails with NO_SPACE when no hole fits and appending would pass it. Nothing is
  *       stored then; the caller's {@code CbwPolicy} decides what follows.</li>
+ *   <li><b>Incompressible data is detected, not compressed in vain.</b> After
+ *       {@value #MISSES_BEFORE_SKIP} clusters in a row that compression did not shrink by a slot (random
+ *       or already compressed guest data), only one cluster in {@value #PROBE_INTERVAL} is tried; the
+ *       others are stored raw without calling the codec. One cluster that shrinks ends the skipping. The
+ *       counters are racy on purpose: they choose how a cluster is stored, never what it reads back as.
+ *       A raw cluster in a direct buffer goes to the file as it is (no copy into the heap).</li>
  *   <li><b>Concurrency.</b> {@link #lock} guards the index and the free space only, for a few
  *       map operations; compression, decompression and file I/O run outside it. A put reserves its
  *       slots under the lock, writes them unlocked (nobody else can reach them), then publishes the
@@ -63,6 +70,11 @@ public final class SpillStore implements ScratchTarget {
     static final int MAX_CLUSTER_BYTES = 64 << 20;
 
     private static final byte[] ZEROS = new byte[1 << 16];
+
+    /** Clusters in a row that did not shrink before compression is skipped (see the design notes). */
+    static final int MISSES_BEFORE_SKIP = 8;
+    /** While skipping, one cluster in this many (a power of two) is still tried. */
+    static final int PROBE_INTERVAL = 16;
 
     private final Path path;
     private final FileChannel channel;
@@ -87,6 +99,13 @@ public final class SpillStore implements ScratchTarget {
     private long usedSlots;
     /** Set once by close; guarded by lock. */
     private boolean closed;
+
+    /** Clusters in a row that compression did not shrink, capped; racy by design (a heuristic). */
+    private volatile int misses;
+    /** Counts skipped clusters to pick the probes; racy by design. */
+    private int skipped;
+    /** Clusters stored raw without trying the codec (tests, metrics). */
+    private final LongAdder compressionSkips = new java.util.concurrent.atomic.LongAdder();
 
     /** One stored cluster. {@code firstSlot} is -1 for a zero cluster (no slots). */
     private record Entry(long firstSlot, long slots, int storedLength, int rawLength, SpillCodec codec) {
@@ -154,40 +173,42 @@ public final class SpillStore implements ScratchTarget {
             throw BlockException.invalid(name(), -1, "cluster %d length: %d (expected: 1..%d)",
                     clusterIndex, rawLength, MAX_CLUSTER_BYTES);
         }
-        Buffers b = buffers.get();
-        byte[] in;
-        int inOff;
-        if (src.hasArray()) {
-            in = src.array();
-            inOff = src.arrayOffset() + src.position();
-        } else {
-            in = b.input(rawLength);
-            inOff = 0;
-            src.duplicate().get(in, 0, rawLength);
-        }
-        if (isAllZero(in, inOff, rawLength)) {
+        if (Zeros.isZero(src)) {
             publish(clusterIndex, new Entry(-1, 0, 0, rawLength, SpillCodec.NONE));
             src.position(src.limit());
             return;
         }
-        byte[] out = in;
-        int outOff = inOff;
+        ByteBuffer out = src.duplicate();
         int stored = rawLength;
         SpillCodec used = SpillCodec.NONE;
-        if (codec != SpillCodec.NONE) {
+        if (codec != SpillCodec.NONE && tryCompression()) {
+            Buffers b = buffers.get();
+            byte[] in;
+            int inOff;
+            if (src.hasArray()) {
+                in = src.array();
+                inOff = src.arrayOffset() + src.position();
+            } else {
+                in = b.input(rawLength);
+                inOff = 0;
+                src.duplicate().get(in, 0, rawLength);
+            }
             byte[] c = b.compressed(codec.maxCompressedLength(rawLength));
             int n = codec.compress(in, inOff, rawLength, c, 0);
-            if (slotsFor(n) < slotsFor(rawLength)) {   // else stored raw: reads skip the decompression
-                out = c;
-                outOff = 0;
+            boolean shrank = slotsFor(n) < slotsFor(rawLength);
+            misses = shrank ? 0 : Math.min(misses + 1, MISSES_BEFORE_SKIP);
+            if (shrank) {   // else stored raw: reads skip the decompression
+                out = ByteBuffer.wrap(c, 0, n);
                 stored = n;
                 used = codec;
+            } else if (!src.isDirect()) {
+                out = ByteBuffer.wrap(in, inOff, rawLength);
             }
         }
         long slots = slotsFor(stored);
         long first = allocate(clusterIndex, slots);
         try {
-            writeFully(ByteBuffer.wrap(out, outOff, stored), first << SLOT_BITS);
+            writeFully(out, first << SLOT_BITS);
         } catch (IOException e) {
             lock.lock();
             try {
@@ -199,6 +220,23 @@ public final class SpillStore implements ScratchTarget {
         }
         publish(clusterIndex, new Entry(first, slots, stored, rawLength, used));
         src.position(src.limit());
+    }
+
+    /** Whether to run the codec on the next cluster: always, unless the recent ones did not shrink. */
+    private boolean tryCompression() {
+        if (misses < MISSES_BEFORE_SKIP) {
+            return true;
+        }
+        if ((++skipped & (PROBE_INTERVAL - 1)) == 0) {
+            return true;
+        }
+        compressionSkips.increment();
+        return false;
+    }
+
+    /** Clusters stored raw because compression was being skipped (see the design notes). */
+    long compressionSkips() {
+        return compressionSkips.sum();
     }
 
     @Override
@@ -438,19 +476,6 @@ public final class SpillStore implements ScratchTarget {
         if (clusterIndex < 0) {
             throw BlockException.invalid(name(), -1, "cluster index: %d (expected: >= 0)", clusterIndex);
         }
-    }
-
-    static boolean isAllZero(byte[] a, int off, int len) {
-        int pos = off;
-        int end = off + len;
-        while (pos < end) {
-            int n = Math.min(ZEROS.length, end - pos);
-            if (Arrays.mismatch(a, pos, pos + n, ZEROS, 0, n) >= 0) {
-                return false;
-            }
-            pos += n;
-        }
-        return true;
     }
 
     private static void fillZeros(ByteBuffer dst, int length) {

@@ -2,6 +2,7 @@ package dev.shear.fleece.scratch;
 
 import dev.shear.block.BlockErrorKind;
 import dev.shear.block.BlockException;
+import dev.shear.block.Zeros;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -29,7 +30,7 @@ public final class MemoryScratch implements ScratchTarget {
         requireOpen();
         byte[] copy = new byte[src.remaining()];
         src.get(copy);
-        if (SpillStore.isAllZero(copy, 0, copy.length)) {
+        if (Zeros.isZero(copy, 0, copy.length)) {
             remove(clusterIndex);
             clusters.put(clusterIndex, ZERO_MARK);
             return;

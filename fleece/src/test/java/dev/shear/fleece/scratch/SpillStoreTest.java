@@ -78,6 +78,43 @@ class SpillStoreTest {
 
     @ParameterizedTest
     @EnumSource(value = SpillCodec.class, names = {"LZ4", "ZSTD"})
+    void incompressibleRunsShouldSkipTheCodecUntilAClusterShrinks(SpillCodec codec) throws Exception {
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (SpillStore s = SpillStore.create(dir.resolve("spill"), codec, Long.MAX_VALUE)) {
+            int c = 0;
+            java.util.Map<Integer, byte[]> data = new java.util.HashMap<>();
+            for (int i = 0; i < SpillStore.MISSES_BEFORE_SKIP; i++, c++) {
+                data.put(c, random(r, CLUSTER));
+                s.put(c, ByteBuffer.wrap(data.get(c)));
+            }
+            assertEquals(0, s.compressionSkips(), "the codec is tried until " + SpillStore.MISSES_BEFORE_SKIP
+                    + " clusters in a row did not shrink");
+            for (int i = 0; i < 2 * SpillStore.PROBE_INTERVAL; i++, c++) {
+                data.put(c, random(r, CLUSTER));
+                s.put(c, ByteBuffer.allocateDirect(CLUSTER).put(data.get(c)).flip());
+            }
+            assertEquals(2 * (SpillStore.PROBE_INTERVAL - 1), s.compressionSkips(), "one in PROBE_INTERVAL probed");
+            // Compressible data comes back: at most PROBE_INTERVAL clusters go raw before a probe shrinks one,
+            // and from then on every cluster is compressed again.
+            long skipsBefore = s.compressionSkips();
+            for (int i = 0; i < 3 * SpillStore.PROBE_INTERVAL; i++, c++) {
+                data.put(c, compressible(r, CLUSTER));
+                s.put(c, ByteBuffer.wrap(data.get(c)));
+            }
+            long skipped = s.compressionSkips() - skipsBefore;
+            assertTrue(skipped < SpillStore.PROBE_INTERVAL, "skipped after compressible data returned: " + skipped);
+            long used = s.usedBytes();
+            s.put(c, ByteBuffer.wrap(compressible(r, CLUSTER)));
+            assertEquals(skipsBefore + skipped, s.compressionSkips(), "compressing again");
+            assertTrue(s.usedBytes() - used < CLUSTER, "stored compressed: " + (s.usedBytes() - used));
+            for (var e : data.entrySet()) {   // raw, compressed, skipped: all read back the same
+                assertArrayEquals(e.getValue(), get(s, e.getKey(), 0, CLUSTER), codec + " cluster " + e.getKey());
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = SpillCodec.class, names = {"LZ4", "ZSTD"})
     void compressibleClustersShouldTakeLessSpaceAndIncompressibleOnesStayRaw(SpillCodec codec) throws Exception {
         SplittableRandom r = new SplittableRandom(SEED);
         try (SpillStore s = SpillStore.create(dir.resolve("spill"), codec, Long.MAX_VALUE)) {
