@@ -11,11 +11,15 @@
 # (qemu: the daemon's; shear: the backup server's JVM over the whole anchor run), bytes copied
 # before write. A fleece that differs from the snapshot point (verify=MISMATCH) stops everything.
 #
-# Usage: bench/fleece-matrix.sh [-n RUNS] [-s SCRATCH[,SCRATCH...]] [-k] [IMAGE.qcow2] [-- ANCHOR_OPTS...]
+# Usage: bench/fleece-matrix.sh [-n RUNS] [-s SCRATCH[,SCRATCH...]] [-j LABEL=JVM_OPTS]... [-k] [IMAGE.qcow2]
+#                               [-- ANCHOR_OPTS...]
 #   IMAGE      source qcow2, never written (default /tmp/img.qcow2; made with $BENCH/mkimage.sh if missing)
 #   -n RUNS    runs per server (default 3); medians are printed
 #   -s SCRATCH Shear scratch kinds to measure, one Shear column each: default (the server's own
-#              choice: the field is left out), qcow2, spill-lz4, spill-zstd, spill-none (default: default)
+#              choice: the field is left out), qcow2, spill-lz4, spill-zstd, spill-none (default: default);
+#              KIND+LABEL runs KIND's servers with the JVM options of -j LABEL (SHEAR_JAVA_OPTS)
+#   -j LABEL=JVM_OPTS  a named set of JVM options for KIND+LABEL columns, e.g.
+#              -s default,default+c1 -j c1=-XX:TieredStopAtLevel=1 (the same sitting, alternating)
 #   -k         keep the work directories (printed) instead of deleting them
 #   ANCHOR_OPTS  passed to every fleece-anchor.sh call, e.g. -- -t 5, -- --rate 2000, -- -d 4
 #              (not --live/--fleece/--plain/--phases/--keep: this script sets them)
@@ -31,14 +35,17 @@ BENCH=${BENCH:-/work/shared/bench}
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&$(( ${1:-0} ? 2 : 1 )); exit "${1:-0}"; }
 
 runs=3 scratches=default keep=0 pre=() anchor_opts=()
+declare -A jvm_opts=()
 while (($#)); do   # options and IMAGE before "--", the anchor's options after it
     [[ $1 == -- ]] && { shift; anchor_opts=("$@"); break; }
     pre+=("$1"); shift
 done
 set -- "${pre[@]}"
-while getopts "n:s:kh" o; do
+while getopts "n:s:j:kh" o; do
     case $o in
         n) runs=$OPTARG ;; s) scratches=$OPTARG ;; k) keep=1 ;;
+        j) [[ $OPTARG == ?*=* ]] || { echo "-j $OPTARG: expected LABEL=JVM_OPTS" >&2; exit 2; }
+           jvm_opts[${OPTARG%%=*}]=${OPTARG#*=} ;;
         h) usage ;; *) usage 2 ;;
     esac
 done
@@ -56,6 +63,10 @@ done
 IFS=, read -r -a kinds <<<"$scratches"
 ((${#kinds[@]})) || { echo "-s: empty (expected: default, qcow2, spill-lz4, spill-zstd or spill-none)" >&2; exit 2; }
 for k in "${kinds[@]}"; do
+    if [[ $k == *+* ]]; then
+        [[ -n ${jvm_opts[${k#*+}]+set} ]] || { echo "-s $k: no -j ${k#*+}=JVM_OPTS given" >&2; exit 2; }
+        k=${k%%+*}
+    fi
     case $k in
         default|qcow2|spill-lz4|spill-zstd|spill-none) ;;
         *) echo "-s: scratch kind '$k' (expected: default, qcow2, spill-lz4, spill-zstd or spill-none)" >&2; exit 2 ;;
@@ -116,7 +127,7 @@ start_shear() {
     sync "$dir/disk.qcow2"   # as the anchor does for its copies: no dirty pages from the copy
     local args=(serve -k "$dir/nbd.sock" -x live -f qcow2)
     [[ ${2:-} == --control ]] && args+=(--control "$dir/ctl.sock")
-    "$root/shear" "${args[@]}" "$dir/disk.qcow2" >"$dir/server.log" 2>&1 &
+    SHEAR_JAVA_OPTS=$java_opts "$root/shear" "${args[@]}" "$dir/disk.qcow2" >"$dir/server.log" 2>&1 &
     pid=$!; pids+=("$pid")
     local i
     for i in $(seq 600); do
@@ -190,10 +201,11 @@ measure_qemu() { # RUN
     record qemu "$1" "$cpu" "$copied"
 }
 
-measure_shear() { # KIND RUN
-    local kind=$1 run=$2 server=shear/$1 ppid pdir fpid fdir body begin id live fleece cpu0 cpu job state broken d p
-    start_shear "$kind-$run-plain"; ppid=$pid pdir=$dir
-    start_shear "$kind-$run-fleece" --control; fpid=$pid fdir=$dir
+measure_shear() { # KIND[+LABEL] RUN
+    local kind=${1%%+*} run=$2 server=shear/$1 java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir body begin id live fleece cpu0 cpu job state broken d p
+    [[ $1 == *+* ]] && java_opts=${jvm_opts[${1#*+}]}
+    start_shear "$1-$run-plain"; ppid=$pid pdir=$dir
+    start_shear "$1-$run-fleece" --control; fpid=$pid fdir=$dir
     body='{"export":"live","type":"pull"'
     [[ $kind != default ]] && body+=",\"scratch\":\"$kind\""
     begin=$(ctl "$fdir" POST /backups "$body}")
@@ -219,7 +231,7 @@ measure_shear() { # KIND RUN
         [[ $d == plain ]] && p=$ppid || p=$fpid
         kill -0 "$p" 2>/dev/null ||
             fail "$server run $run: the $d server exited during the run; its log ends:" \
-                 "$(tail -3 "$tmp/$kind-$run-$d/server.log")"
+                 "$(tail -3 "$tmp/$1-$run-$d/server.log")"
     done
     job=$(ctl "$fdir" GET "/jobs/$id")
     state=$(json state <<<"$job"); broken=$(json snapshot.broken <<<"$job")
