@@ -348,7 +348,7 @@ public final class BackupService {
                 DirtyBitmapSource src = p.bitmap() == null ? DirtyBitmapSource.NONE
                         : BitmapExports.of(List.of(p.bitmap()));
                 Export snap = new Export(p.snapshotExport(), "backup " + id + " of " + r.export(), p.exportDevice(),
-                        false, false, src, true);
+                        false, false, src, true, true);
                 if (!registry.add(snap)) {
                     p.end();
                     throw ControlException.conflict("export '" + p.snapshotExport() + "': exists", "export");

@@ -270,8 +270,9 @@ public final class NbdHandshakeHandler extends ChannelInboundHandlerAdapter {
         ChannelPipeline p = ctx.pipeline();
         p.addAfter(OPTION_DECODER, REQUEST_DECODER, new NbdRequestDecoder(extended, NbdServerConfig.MAX_PAYLOAD));
         p.addAfter(REQUEST_DECODER, REPLY_ENCODER, new NbdReplyEncoder(extended));
-        // Each connection's requests take turns with the others' in the shared pool (FairLane).
-        FairLane lane = new FairLane(server.ioPool(), Math.max(1, c.ioThreads() / 2));
+        // Each connection's requests take turns with the others' in the shared pool (FairLane); a backup
+        // snapshot's yield to the guest's (ForegroundFirstQueue).
+        FairLane lane = new FairLane(server.ioPool(), Math.max(1, c.ioThreads() / 2), export.background());
         p.addAfter(REPLY_ENCODER, TRANSMISSION, new NbdTransmissionHandler(session, lane, c.maxInFlight(),
                 c.maxInFlightBytes()));
         p.remove(this);

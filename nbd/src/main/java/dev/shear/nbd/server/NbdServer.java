@@ -27,7 +27,6 @@ import java.net.SocketAddress;
 import java.net.UnixDomainSocketAddress;
 import java.nio.file.Files;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -70,7 +69,7 @@ public final class NbdServer implements AutoCloseable {
         this.config = config;
         this.exports = exports;
         ThreadPoolExecutor pool = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60,
-                TimeUnit.SECONDS, new LinkedBlockingQueue<>(), new DefaultThreadFactory("nbd-io", true));
+                TimeUnit.SECONDS, new ForegroundFirstQueue(), new DefaultThreadFactory("nbd-io", true));
         pool.allowCoreThreadTimeOut(true);
         this.ioPool = pool;
         this.context = new ServerContext(exports, config, ioPool, () -> shuttingDown);
