@@ -501,6 +501,20 @@ public final class BackupService {
 
     // ---- metrics
 
+    /** Appends one histogram in Prometheus text form. */
+    private static void histogram(StringBuilder b, String name, String help, NbdMetrics.Histogram h) {
+        b.append("# HELP ").append(name).append(' ').append(help).append('\n');
+        b.append("# TYPE ").append(name).append(" histogram\n");
+        long cumulative = 0;
+        for (int i = 0; i <= NbdMetrics.BUCKETS.length; i++) {
+            cumulative += h.bucket(i);
+            String le = i < NbdMetrics.BUCKETS.length ? Double.toString(NbdMetrics.BUCKETS[i]) : "+Inf";
+            b.append(name).append("_bucket{le=\"").append(le).append("\"} ").append(cumulative).append('\n');
+        }
+        b.append(name).append("_sum ").append(h.sumSeconds()).append('\n');
+        b.append(name).append("_count ").append(cumulative).append('\n');
+    }
+
     /** Prometheus text exposition. */
     public String metrics() {
         StringBuilder b = new StringBuilder();
@@ -512,16 +526,15 @@ public final class BackupService {
         b.append("# HELP shear_nbd_bytes_total NBD payload bytes by command.\n# TYPE shear_nbd_bytes_total counter\n");
         b.append("shear_nbd_bytes_total{command=\"read\"} ").append(NbdMetrics.bytes(0)).append('\n');
         b.append("shear_nbd_bytes_total{command=\"write\"} ").append(NbdMetrics.bytes(1)).append('\n');
-        b.append("# HELP shear_nbd_request_seconds NBD request latency.\n# TYPE shear_nbd_request_seconds histogram\n");
-        long cumulative = 0;
-        for (int i = 0; i <= NbdMetrics.BUCKETS.length; i++) {
-            cumulative += NbdMetrics.bucket(i);
-            String le = i < NbdMetrics.BUCKETS.length ? Double.toString(NbdMetrics.BUCKETS[i]) : "+Inf";
-            b.append("shear_nbd_request_seconds_bucket{le=\"").append(le).append("\"} ").append(cumulative)
-                    .append('\n');
-        }
-        b.append("shear_nbd_request_seconds_sum ").append(NbdMetrics.latencySumSeconds()).append('\n');
-        b.append("shear_nbd_request_seconds_count ").append(cumulative).append('\n');
+        histogram(b, "shear_nbd_request_seconds",
+                "NBD request execution time on the I/O pool (the device call and building the reply).",
+                NbdMetrics.EXECUTE);
+        histogram(b, "shear_nbd_queue_seconds",
+                "NBD request wait from its decoding to the start of its execution on the I/O pool.",
+                NbdMetrics.QUEUE);
+        histogram(b, "shear_nbd_reply_seconds",
+                "NBD request time from the end of its execution to its last reply written to the socket.",
+                NbdMetrics.REPLY);
         b.append("# HELP shear_control_requests_total Control API requests.\n"
                 + "# TYPE shear_control_requests_total counter\n");
         b.append("shear_control_requests_total ").append(controlRequests.sum()).append('\n');

@@ -81,7 +81,7 @@ public final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
             ServerLog.debug("request-invalid", "conn", session.connectionId(), "request", request, "error", error);
             begin(ctx, 0);
             try {
-                complete(ctx, dispatcher.error(request, error, message(request, error)), 0);
+                complete(ctx, dispatcher.error(request, error, message(request, error)), 0, 0);
             } finally {
                 request.release();
             }
@@ -89,12 +89,17 @@ public final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
         }
         final long bytes = request.type() == NbdConstants.NBD_CMD_READ || request.hasPayload() ? request.length() : 0;
         begin(ctx, bytes);
+        final long decodedAt = System.nanoTime();
         try {
-            ioPool.execute(() -> complete(ctx, dispatcher.execute(request), bytes));
+            ioPool.execute(() -> {
+                NbdMetrics.QUEUE.record(System.nanoTime() - decodedAt);
+                ChannelFuture lastWrite = dispatcher.execute(request);
+                complete(ctx, lastWrite, bytes, System.nanoTime());
+            });
         } catch (RejectedExecutionException e) {
             // The pool is shut down: the server is stopping. The request was not handed off.
             try {
-                complete(ctx, dispatcher.error(request, NbdError.ESHUTDOWN, "server shutting down"), bytes);
+                complete(ctx, dispatcher.error(request, NbdError.ESHUTDOWN, "server shutting down"), bytes, 0);
             } finally {
                 request.release();
             }
@@ -112,9 +117,17 @@ public final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
         updateAutoRead(ctx);
     }
 
-    /** Called from any thread when the last reply of a request was handed to the channel. */
-    private void complete(ChannelHandlerContext ctx, ChannelFuture lastWrite, long bytes) {
+    /**
+     * Called from any thread when the last reply of a request was handed to the channel.
+     *
+     * @param executedAt when the request's execution on the I/O pool ended ({@link System#nanoTime}), or 0
+     *                   for a request answered without it: the reply hand-off is measured from there
+     */
+    private void complete(ChannelHandlerContext ctx, ChannelFuture lastWrite, long bytes, long executedAt) {
         ChannelFutureListener done = f -> {
+            if (executedAt != 0) {
+                NbdMetrics.REPLY.record(System.nanoTime() - executedAt);
+            }
             inFlight--;
             inFlightBytes -= bytes;
             if (closing && inFlight == 0) {

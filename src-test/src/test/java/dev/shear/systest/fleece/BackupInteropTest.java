@@ -130,6 +130,12 @@ class BackupInteropTest {
         String metrics = curl("GET", "/metrics", null)[1];
         assertTrue(metrics.contains("shear_cbw_copies_total{job=\"" + id + "\""), metrics);
         assertTrue(metrics.contains("shear_nbd_request_seconds_bucket"), metrics);
+        // The hand-offs are measured for the requests qemu-io and nbdcopy sent through the pool.
+        for (String h : new String[] {"request", "queue", "reply"}) {
+            java.util.regex.Matcher m = java.util.regex.Pattern
+                    .compile("(?m)^shear_nbd_" + h + "_seconds_count (\\d+)$").matcher(metrics);
+            assertTrue(m.find() && Long.parseLong(m.group(1)) > 0, h + ": " + metrics);
+        }
     }
 
     @Test
