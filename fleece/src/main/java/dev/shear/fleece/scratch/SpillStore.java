@@ -104,8 +104,8 @@ public final class SpillStore implements ScratchTarget {
     private volatile int misses;
     /** Counts skipped clusters to pick the probes; racy by design. */
     private int skipped;
-    /** Clusters stored raw without trying the codec (tests, metrics). */
-    private final LongAdder compressionSkips = new java.util.concurrent.atomic.LongAdder();
+    /** Clusters stored raw without trying the codec (tests). */
+    private final LongAdder compressionSkips = new LongAdder();
 
     /** One stored cluster. {@code firstSlot} is -1 for a zero cluster (no slots). */
     private record Entry(long firstSlot, long slots, int storedLength, int rawLength, SpillCodec codec) {

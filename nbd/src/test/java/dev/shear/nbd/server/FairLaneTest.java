@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
 class FairLaneTest {
 
     /** Blocks the pool's only thread until the returned latch is released. */
-    private static CountDownLatch gate(ExecutorService pool) {
+    static CountDownLatch gate(ExecutorService pool) {
         CountDownLatch open = new CountDownLatch(1);
         pool.execute(() -> {
             try {

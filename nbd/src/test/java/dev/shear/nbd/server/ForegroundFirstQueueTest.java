@@ -64,14 +64,7 @@ class ForegroundFirstQueueTest {
         ThreadPoolExecutor pool = new ThreadPoolExecutor(1, 1, 60, TimeUnit.SECONDS, new ForegroundFirstQueue());
         try {
             List<String> order = new CopyOnWriteArrayList<>();
-            CountDownLatch open = new CountDownLatch(1);
-            pool.execute(() -> {
-                try {
-                    open.await(10, TimeUnit.SECONDS);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            });
+            CountDownLatch open = FairLaneTest.gate(pool);
             CountDownLatch done = new CountDownLatch(4 * 2 + 1);
             List<FairLane> readers = new ArrayList<>();
             for (int c = 0; c < 4; c++) {   // nbdcopy: four connections, many reads each
