@@ -36,7 +36,7 @@ import org.junit.jupiter.api.io.TempDir;
  * status is 0), sixteen {@code nbdinfo} at once, and a client that stops reading its replies while
  * another copies the whole disk.
  */
-@RequiresTools({"nbdinfo", "nbdcopy", ToolRequirement.PYTHON_LIBNBD})
+@RequiresTools({"nbdinfo", "nbdcopy", "curl", ToolRequirement.PYTHON_LIBNBD})
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class NbdLifecycleStressTest {
     static final int MIB = 1 << 20;
@@ -99,10 +99,15 @@ class NbdLifecycleStressTest {
 
     @Test
     void sigtermWithReadsInFlightShouldAnswerThemAndExitZero() throws Exception {
-        server = ShearProcess.serve(dir.resolve("s.sock"), "disk", image, "-r", "-f", "raw");
+        Path ctl = dir.resolve("ctl.sock");
+        server = ShearProcess.serve(dir.resolve("s.sock"), "disk", image, "-r", "-f", "raw",
+                "--control", ctl.toString());
         Process client = startPendingReads(server.uri(), 12);
         BufferedReader out = new BufferedReader(new InputStreamReader(client.getInputStream(), StandardCharsets.UTF_8));
         assertEquals("sent", out.readLine(), Files.readString(dir.resolve("client.err")));
+        // "Sent" is not "received": requests still unread in the server's socket when the SIGTERM lands are
+        // never answered (nothing is read after it), so wait until the server has executed all 12.
+        awaitReadsExecuted(ctl, 12);
         // 48 MiB of replies cannot fit in the socket: the server holds them in flight while we stop it.
         server.terminate();
         try (OutputStream go = client.getOutputStream()) {
@@ -114,6 +119,23 @@ class NbdLifecycleStressTest {
                 + Files.readString(dir.resolve("client.err")) + "\nserver:\n" + server.stderr());
         // 0, not 143: the SIGTERM handler drained and flushed rather than the JVM dying of the signal.
         assertEquals(0, server.awaitExit(DEADLINE), "exit status after SIGTERM\n" + server.stderr());
+    }
+
+    /** Polls the control API's {@code /metrics} (10 s at most) until {@code n} READs have been executed. */
+    private void awaitReadsExecuted(Path ctl, int n) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        String metrics;
+        do {
+            metrics = Tool.named("curl").check("-s", "--unix-socket", ctl.toString(), "http://shear/metrics").stdout();
+            java.util.regex.Matcher m = java.util.regex.Pattern
+                    .compile("(?m)^shear_nbd_requests_total\\{command=\"read\"\\} (\\d+)$").matcher(metrics);
+            if (m.find() && Long.parseLong(m.group(1)) >= n) {
+                return;
+            }
+            Thread.sleep(20);
+        } while (System.nanoTime() < deadline);
+        throw new AssertionError("the server did not execute " + n + " reads within 10 s; /metrics:\n" + metrics
+                + "\nserver:\n" + server.stderr());
     }
 
     @Test
