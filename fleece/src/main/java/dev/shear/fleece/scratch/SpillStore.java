@@ -201,8 +201,6 @@ public final class SpillStore implements ScratchTarget {
                 out = ByteBuffer.wrap(c, 0, n);
                 stored = n;
                 used = codec;
-            } else if (!src.isDirect()) {
-                out = ByteBuffer.wrap(in, inOff, rawLength);
             }
         }
         long slots = slotsFor(stored);

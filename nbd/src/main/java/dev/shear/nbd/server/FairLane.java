@@ -46,10 +46,6 @@ final class FairLane implements Executor {
         this.runner = background ? (ForegroundFirstQueue.Background) this::runOne : this::runOne;
     }
 
-    FairLane(Executor pool, int maxRunning) {
-        this(pool, maxRunning, false);
-    }
-
     @Override
     public void execute(Runnable task) {
         tasks.add(task);

@@ -69,16 +69,21 @@ final class ForegroundFirstQueue extends AbstractQueue<Runnable> implements Bloc
         return offer(task);
     }
 
+    /** Whether the next take is a background task. Caller holds lock. */
+    private boolean backgroundTurn() {
+        return !background.isEmpty() && (foreground.isEmpty() || burst >= FOREGROUND_BURST);
+    }
+
     /** The next task by the class rule; null when both are empty. Caller holds lock. */
     private Runnable next() {
-        if (!foreground.isEmpty() && (background.isEmpty() || burst < FOREGROUND_BURST)) {
-            if (!background.isEmpty()) {
-                burst++;
-            }
-            return foreground.pollFirst();
+        if (backgroundTurn()) {
+            burst = 0;
+            return background.pollFirst();
         }
-        burst = 0;
-        return background.pollFirst();
+        if (!background.isEmpty()) {
+            burst++;
+        }
+        return foreground.pollFirst();
     }
 
     @Override
@@ -127,8 +132,7 @@ final class ForegroundFirstQueue extends AbstractQueue<Runnable> implements Bloc
     public Runnable peek() {
         lock.lock();
         try {
-            Runnable f = foreground.peekFirst();
-            return f != null ? f : background.peekFirst();
+            return backgroundTurn() ? background.peekFirst() : foreground.peekFirst();
         } finally {
             lock.unlock();
         }
