@@ -11,7 +11,7 @@
 # (qemu: the daemon's; shear: the backup server's JVM over the whole anchor run), bytes copied
 # before write. A fleece that differs from the snapshot point (verify=MISMATCH) stops everything.
 #
-# Usage: bench/fleece-matrix.sh [-n RUNS] [-s SCRATCH[,SCRATCH...]] [-j LABEL=JVM_OPTS]... [-k] [IMAGE.qcow2]
+# Usage: bench/fleece-matrix.sh [-n RUNS] [-s SCRATCH[,SCRATCH...]] [-j LABEL=JVM_OPTS]... [-w] [-k] [IMAGE.qcow2]
 #                               [-- ANCHOR_OPTS...]
 #   IMAGE      source qcow2, never written (default /tmp/img.qcow2; made with $BENCH/mkimage.sh if missing)
 #   -n RUNS    runs per server (default 3); medians are printed
@@ -20,6 +20,10 @@
 #              KIND+LABEL runs KIND's servers with the JVM options of -j LABEL (SHEAR_JAVA_OPTS)
 #   -j LABEL=JVM_OPTS  a named set of JVM options for KIND+LABEL columns, e.g.
 #              -s default,default+c1 -j c1=-XX:TieredStopAtLevel=1 (the same sitting, alternating)
+#   -w         warm servers: each Shear column keeps its two servers for the whole sitting, as a backup
+#              server that has been running does; they first serve one unrecorded warm-up measurement, then
+#              every run adds fresh copies of IMAGE as new exports (POST /exports) and removes them after.
+#              Default: new servers (new JVMs) for every measurement, whose warm-up is then measured too
 #   -k         keep the work directories (printed) instead of deleting them
 #   ANCHOR_OPTS  passed to every fleece-anchor.sh call, e.g. -- -t 5, -- --rate 2000, -- -d 4
 #              (not --live/--fleece/--plain/--phases/--keep: this script sets them)
@@ -34,16 +38,16 @@ root=$(dirname "$here")
 BENCH=${BENCH:-/work/shared/bench}
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&$(( ${1:-0} ? 2 : 1 )); exit "${1:-0}"; }
 
-runs=3 scratches=default keep=0 pre=() anchor_opts=()
+runs=3 scratches=default keep=0 warm=0 pre=() anchor_opts=()
 declare -A jvm_opts=()
 while (($#)); do   # options and IMAGE before "--", the anchor's options after it
     [[ $1 == -- ]] && { shift; anchor_opts=("$@"); break; }
     pre+=("$1"); shift
 done
 set -- "${pre[@]}"
-while getopts "n:s:j:kh" o; do
+while getopts "n:s:j:wkh" o; do
     case $o in
-        n) runs=$OPTARG ;; s) scratches=$OPTARG ;; k) keep=1 ;;
+        n) runs=$OPTARG ;; s) scratches=$OPTARG ;; k) keep=1 ;; w) warm=1 ;;
         j) [[ $OPTARG == ?*=* ]] || { echo "-j $OPTARG: expected LABEL=JVM_OPTS" >&2; exit 2; }
            jvm_opts[${OPTARG%%=*}]=${OPTARG#*=} ;;
         h) usage ;; *) usage 2 ;;
@@ -201,23 +205,73 @@ measure_qemu() { # RUN
     record qemu "$1" "$cpu" "$copied"
 }
 
-measure_shear() { # KIND[+LABEL] RUN
-    local kind=${1%%+*} run=$2 server=shear/$1 java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir body begin id live fleece cpu0 cpu job state broken d p
+# measure_shear KIND[+LABEL] RUN: new servers for this measurement, stopped after it
+measure_shear() {
+    local java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir
     [[ $1 == *+* ]] && java_opts=${jvm_opts[${1#*+}]}
-    start_shear "$1-$run-plain"; ppid=$pid pdir=$dir
-    start_shear "$1-$run-fleece" --control; fpid=$pid fdir=$dir
-    body='{"export":"live","type":"pull"'
+    start_shear "$1-$2-plain"; ppid=$pid pdir=$dir
+    start_shear "$1-$2-fleece" --control; fpid=$pid fdir=$dir
+    backup_run "$1" "$2" "$ppid" "$pdir" "$fpid" "$fdir" live
+    stop_shear "$fpid" "$fdir"; stop_shear "$ppid" "$pdir"
+    pids=()
+    server_problems "$fdir"; server_problems "$pdir"
+    ((keep)) || rm -rf "$fdir" "$pdir"
+}
+
+# measure_warm KIND[+LABEL] RUN (-w): the column's two servers live for the whole sitting; the first call
+# starts them and runs one unrecorded warm-up measurement on their own export "live"; every run serves a
+# fresh copy of the image as export live-RUN on both, added and removed through the control API
+declare -A warm_servers=()
+measure_warm() {
+    local col=$1 run=$2 java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir d name=live-$2
+    [[ $1 == *+* ]] && java_opts=${jvm_opts[${1#*+}]}
+    if [[ -z ${warm_servers[$col]:-} ]]; then
+        start_shear "$col-warm-plain" --control; ppid=$pid pdir=$dir
+        start_shear "$col-warm-fleece" --control; fpid=$pid fdir=$dir
+        warm_servers[$col]="$ppid $pdir $fpid $fdir"
+        echo "# $col: warm-up measurement (not recorded)" >&2
+        backup_run "$col" warm-up "$ppid" "$pdir" "$fpid" "$fdir" live >/dev/null
+        for d in "$pdir" "$fdir"; do ctl "$d" DELETE /exports/live >/dev/null; rm -f "$d/disk.qcow2"; done
+    fi
+    read -r ppid pdir fpid fdir <<<"${warm_servers[$col]}"
+    for d in "$pdir" "$fdir"; do
+        cp --sparse=always "$image" "$d/$name.qcow2"
+        sync "$d/$name.qcow2"
+        ctl "$d" POST /exports "{\"name\":\"$name\",\"image\":\"$d/$name.qcow2\",\"format\":\"qcow2\"}" >/dev/null
+    done
+    backup_run "$col" "$run" "$ppid" "$pdir" "$fpid" "$fdir" "$name"
+    for d in "$pdir" "$fdir"; do ctl "$d" DELETE "/exports/$name" >/dev/null; rm -f "$d/$name.qcow2"; done
+}
+
+# stop_warm: stops every column's warm servers (a clean stop is part of the measurement)
+stop_warm() {
+    local col ppid pdir fpid fdir
+    for col in "${!warm_servers[@]}"; do
+        read -r ppid pdir fpid fdir <<<"${warm_servers[$col]}"
+        stop_shear "$fpid" "$fdir"; stop_shear "$ppid" "$pdir"
+        server_problems "$fdir"; server_problems "$pdir"
+        ((keep)) || rm -rf "$fdir" "$pdir"
+    done
+    pids=()
+}
+
+# backup_run KIND[+LABEL] RUN PLAIN_PID PLAIN_DIR FLEECE_PID FLEECE_DIR EXPORT: a pull backup of EXPORT on
+# the fleece server, the anchor against it (--plain: EXPORT on the plain server), one result line
+backup_run() {
+    local kind=${1%%+*} server=shear/$1 run=$2 ppid=$3 pdir=$4 fpid=$5 fdir=$6 export=$7
+    local body begin id live fleece plain cpu0 cpu job state broken d p
+    body="{\"export\":\"$export\",\"type\":\"pull\""
     [[ $kind != default ]] && body+=",\"scratch\":\"$kind\""
     begin=$(ctl "$fdir" POST /backups "$body}")
     id=$(json id <<<"$begin")
     fleece=$(json uri <<<"$begin")
-    live=$(ctl "$fdir" GET /exports/live)
+    live=$(ctl "$fdir" GET "/exports/$export")
     live=$(json uri <<<"$live")
-    [[ $(json snapshotExport <<<"$begin") == live-backup && $fleece == *live-backup* ]] ||
+    [[ $(json snapshotExport <<<"$begin") == "$export-backup" && $fleece == *"$export-backup"* ]] ||
         fail "backup begin answered an unexpected snapshot export: $begin"
+    plain="nbd+unix:///$export?socket=$pdir/nbd.sock"
     cpu0=$(cpu_of "$fpid")
-    if ! (run_anchor "$server run $run" --live "$live" --fleece "$fleece" \
-            --plain "nbd+unix:///live?socket=$pdir/nbd.sock"); then
+    if ! (run_anchor "$server run $run" --live "$live" --fleece "$fleece" --plain "$plain"); then
         for d in "$pdir" "$fdir"; do
             echo "# $(basename "$d") server log, last lines:" >&2; tail -12 "$d/server.log" >&2
         done
@@ -231,34 +285,39 @@ measure_shear() { # KIND[+LABEL] RUN
         [[ $d == plain ]] && p=$ppid || p=$fpid
         kill -0 "$p" 2>/dev/null ||
             fail "$server run $run: the $d server exited during the run; its log ends:" \
-                 "$(tail -3 "$tmp/$1-$run-$d/server.log")"
+                 "$(tail -3 "$([[ $d == plain ]] && echo "$pdir" || echo "$fdir")/server.log")"
     done
     job=$(ctl "$fdir" GET "/jobs/$id")
     state=$(json state <<<"$job"); broken=$(json snapshot.broken <<<"$job")
     [[ $state == running && $broken == None ]] ||
         fail "$server run $run: backup $id is $state, snapshot broken: $broken ($job)"
-    record "$server" "$run" "$cpu" "$(json snapshot.copiedBytes <<<"$job")" \
-        "scratch_MiB=$(json snapshot.scratchUsedBytes <<<"$job" | awk '{ printf "%.1f", $1 / 1048576 }')"
+    if [[ $run == warm-up ]]; then
+        grep -q 'verify=MISMATCH' "$tmp/anchor.out" && fail "FLEECE MISMATCH ($server warm-up)"
+    else
+        record "$server" "$run" "$cpu" "$(json snapshot.copiedBytes <<<"$job")" \
+            "scratch_MiB=$(json snapshot.scratchUsedBytes <<<"$job" | awk '{ printf "%.1f", $1 / 1048576 }')"
+    fi
     state=$(ctl "$fdir" DELETE "/backups/$id")
     state=$(json state <<<"$state")
     [[ $state == ended ]] || fail "$server run $run: backup-end left the job $state"
-    stop_shear "$fpid" "$fdir"; stop_shear "$ppid" "$pdir"
-    pids=()
-    server_problems "$fdir"; server_problems "$pdir"
-    ((keep)) || rm -rf "$fdir" "$pdir"
 }
 
 servers=(qemu)
 for k in "${kinds[@]}"; do servers+=("shear/$k"); done
-echo "# image $image; anchor options: ${anchor_opts[*]:-(defaults)}; servers: ${servers[*]}" >&2
+echo "# image $image; anchor options: ${anchor_opts[*]:-(defaults)}; servers: ${servers[*]}" \
+     "($( ((warm)) && echo "warm Shear servers, one per column for the sitting" || echo "new Shear servers per measurement"))" >&2
 for run in $(seq "$runs"); do
     for server in "${servers[@]}"; do
-        if [[ $server == qemu ]]; then measure_qemu "$run"; else measure_shear "${server#shear/}" "$run"; fi
+        if [[ $server == qemu ]]; then measure_qemu "$run"
+        elif ((warm)); then measure_warm "${server#shear/}" "$run"
+        else measure_shear "${server#shear/}" "$run"; fi
     done
 done
+((warm)) && stop_warm
 
 echo
-echo "medians of $runs (anchor ${anchor_opts[*]:-defaults}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "medians of $runs (anchor ${anchor_opts[*]:-defaults}; $( ((warm)) && echo "warm Shear servers" || echo "new Shear servers per run");" \
+     "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 get() { # SERVER KEY: the median over the runs, "-" when no run has a value
     tr ' ' '\n' <"$results" | awk -v s="server=$1" -v k="$2=" '$0 == s { on = 1; next } /^server=/ { on = 0 }
         on && index($0, k) == 1 && substr($0, length(k) + 1) != "-" { print substr($0, length(k) + 1) }' | median
