@@ -16,8 +16,9 @@ import java.util.List;
  * @param allocationDepth offer qemu:allocation-depth
  * @param bitmaps         the dirty bitmaps offered as qemu:dirty-bitmap:NAME
  * @param multiConn       more than one client may connect at once (qemu-nbd -e N, N &gt;= 2)
- * @param background      its requests are background work (a backup's snapshot): in the I/O pool they
- *                        yield to the others', so that a backup client does not delay the guest
+ * @param background      its requests are background work (a backup's snapshot): its connections are
+ *                        served on the backup loops ({@link BackupLoop}), never on the guest's event
+ *                        loops or I/O pool, so that a backup client does not delay the guest
  */
 public record Export(String name, String description, BlockDevice device, boolean readOnly,
         boolean allocationDepth, DirtyBitmapSource bitmaps, boolean multiConn, boolean background) {

@@ -26,24 +26,21 @@ import java.util.concurrent.atomic.AtomicInteger;
 final class FairLane implements Executor {
     private final Executor pool;
     private final int maxRunning;
-    /** The runner submitted to the pool: marked {@link ForegroundFirstQueue.Background} for a background lane. */
-    private final Runnable runner;
+    /** The runner submitted to the pool. */
+    private final Runnable runner = this::runOne;
     private final Queue<Runnable> tasks = new ConcurrentLinkedQueue<>();
     private final AtomicInteger runners = new AtomicInteger();
 
     /**
      * @param pool       the shared I/O pool
      * @param maxRunning most requests of this lane running or queued in the pool at once
-     * @param background this lane's requests yield to foreground ones in the pool's queue
-     *                   ({@link ForegroundFirstQueue}): a backup client's, not a guest's
      */
-    FairLane(Executor pool, int maxRunning, boolean background) {
+    FairLane(Executor pool, int maxRunning) {
         if (maxRunning < 1) {
             throw new IllegalArgumentException("maxRunning: " + maxRunning + " (expected: >= 1)");
         }
         this.pool = pool;
         this.maxRunning = maxRunning;
-        this.runner = background ? (ForegroundFirstQueue.Background) this::runOne : this::runOne;
     }
 
     @Override

@@ -16,6 +16,7 @@ import io.netty.channel.ChannelPipeline;
 import io.netty.handler.ssl.SslHandler;
 import io.netty.util.ReferenceCountUtil;
 import java.util.List;
+import java.util.concurrent.Executor;
 
 /**
  * Fixed-newstyle negotiation of one connection (nbd-protocol.md §2): greeting, client flags, then
@@ -270,14 +271,22 @@ public final class NbdHandshakeHandler extends ChannelInboundHandlerAdapter {
         ChannelPipeline p = ctx.pipeline();
         p.addAfter(OPTION_DECODER, REQUEST_DECODER, new NbdRequestDecoder(extended, NbdServerConfig.MAX_PAYLOAD));
         p.addAfter(REQUEST_DECODER, REPLY_ENCODER, new NbdReplyEncoder(extended));
-        // Each connection's requests take turns with the others' in the shared pool (FairLane); a backup
-        // snapshot's yield to the guest's (ForegroundFirstQueue).
-        FairLane lane = new FairLane(server.ioPool(), Math.max(1, c.ioThreads() / 2), export.background());
+        // A guest's requests take turns with the other connections' in the shared pool (FairLane); a
+        // backup snapshot's connection moves to a backup loop and is served there (BackupLoop).
+        BackupLoop backup = export.background() ? new BackupLoop(server.backupLoops().get().next()) : null;
+        Executor lane = backup != null ? backup
+                : new FairLane(server.ioPool(), Math.max(1, c.ioThreads() / 2));
         p.addAfter(REPLY_ENCODER, TRANSMISSION, new NbdTransmissionHandler(session, lane, c.maxInFlight(),
                 c.maxInFlightBytes()));
+        if (backup != null) {
+            ctx.channel().config().setAutoRead(false);   // until the channel is on its backup loop
+        }
         p.remove(this);
         p.remove(OPTION_ENCODER);
         p.remove(OPTION_DECODER);   // last: its buffered bytes are forwarded to the request decoder
+        if (backup != null) {
+            backup.adopt(ctx.channel(), connectionId);
+        }
     }
 
     private void ack(ChannelHandlerContext ctx, int code) {

@@ -27,6 +27,7 @@ import java.net.SocketAddress;
 import java.net.UnixDomainSocketAddress;
 import java.nio.file.Files;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -61,6 +62,8 @@ public final class NbdServer implements AutoCloseable {
     private boolean terminated;
     private volatile Runnable onIdle;
     private EventLoopGroup group;
+    /** Serves the connections of background exports (backup snapshots): see {@link BackupLoop}. */
+    private volatile EventLoopGroup backupGroup;
     private Channel serverChannel;
     private String transport;
     private volatile Thread warmup;
@@ -69,10 +72,10 @@ public final class NbdServer implements AutoCloseable {
         this.config = config;
         this.exports = exports;
         ThreadPoolExecutor pool = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60,
-                TimeUnit.SECONDS, new ForegroundFirstQueue(), new DefaultThreadFactory("nbd-io", true));
+                TimeUnit.SECONDS, new LinkedBlockingQueue<>(), new DefaultThreadFactory("nbd-io", true));
         pool.allowCoreThreadTimeOut(true);
         this.ioPool = pool;
-        this.context = new ServerContext(exports, config, ioPool, () -> shuttingDown);
+        this.context = new ServerContext(exports, config, ioPool, () -> shuttingDown, () -> backupGroup);
     }
 
     /** Called (on an event loop) each time the last connected client leaves (qemu-nbd without -t). */
@@ -115,8 +118,11 @@ public final class NbdServer implements AutoCloseable {
         boolean epoll = Epoll.isAvailable();
         IoHandlerFactory io = epoll ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
         transport = epoll ? "epoll" : "nio";
-        group = new MultiThreadIoEventLoopGroup(Math.max(2, Runtime.getRuntime().availableProcessors()),
+        int cores = Runtime.getRuntime().availableProcessors();
+        group = new MultiThreadIoEventLoopGroup(Integer.getInteger("shear.nbd.eventLoops", Math.max(2, cores)),
                 new DefaultThreadFactory("nbd-loop", true), io);
+        backupGroup = new MultiThreadIoEventLoopGroup(BackupLoop.threads(cores),
+                new DefaultThreadFactory(BackupLoop.THREAD_NAME, true), io);
         Class<? extends ServerChannel> channelClass;
         SocketAddress address;
         if (config.unixSocket() != null) {
@@ -138,6 +144,7 @@ public final class NbdServer implements AutoCloseable {
             serverChannel = b.bind(address).syncUninterruptibly().channel();
         } catch (RuntimeException e) {
             group.shutdownGracefully(0, 0, TimeUnit.MILLISECONDS);
+            backupGroup.shutdownGracefully(0, 0, TimeUnit.MILLISECONDS);
             ioPool.shutdownNow();
             throw new IOException("listen: " + describe(address) + ": " + e.getMessage(), e);
         }
@@ -224,6 +231,7 @@ public final class NbdServer implements AutoCloseable {
             }
             if (group != null) {
                 group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+                backupGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
             }
             if (config.unixSocket() != null) {
                 Files.deleteIfExists(config.unixSocket());

@@ -76,8 +76,11 @@ public record NbdServerConfig(Path unixSocket, InetSocketAddress tcp, int maxCon
                 ssl, tlsRequired, length, count);
     }
 
-    /** Disk-bound work: a few threads per core, at least 4 (2-core machines still overlap I/O). */
+    /**
+     * Disk-bound work: a few threads per core, at least 4 (2-core machines still overlap I/O);
+     * {@code -Dshear.nbd.ioThreads=N} for measurements.
+     */
     static int defaultIoThreads() {
-        return Math.max(4, 2 * Runtime.getRuntime().availableProcessors());
+        return Integer.getInteger("shear.nbd.ioThreads", Math.max(4, 2 * Runtime.getRuntime().availableProcessors()));
     }
 }

@@ -36,8 +36,8 @@ class FairLaneTest {
         try {
             List<String> order = new CopyOnWriteArrayList<>();
             CountDownLatch done = new CountDownLatch(101);
-            FairLane reader = new FairLane(pool, 2, false);
-            FairLane writer = new FairLane(pool, 2, false);
+            FairLane reader = new FairLane(pool, 2);
+            FairLane writer = new FairLane(pool, 2);
             CountDownLatch open = gate(pool);
             for (int i = 0; i < 100; i++) {
                 String name = "r" + i;
@@ -66,7 +66,7 @@ class FairLaneTest {
     void aLaneShouldNeverRunMoreThanMaxRunningAtOnce() throws Exception {
         ExecutorService pool = Executors.newFixedThreadPool(8);
         try {
-            FairLane lane = new FairLane(pool, 3, false);
+            FairLane lane = new FairLane(pool, 3);
             AtomicInteger running = new AtomicInteger();
             AtomicInteger peak = new AtomicInteger();
             CountDownLatch done = new CountDownLatch(200);
@@ -95,7 +95,7 @@ class FairLaneTest {
     void aRefusedTaskShouldBeTakenBackAndTheRefusalThrown() {
         ExecutorService pool = Executors.newSingleThreadExecutor();
         pool.shutdown();
-        FairLane lane = new FairLane(pool, 2, false);
+        FairLane lane = new FairLane(pool, 2);
         assertThrows(RejectedExecutionException.class, () -> lane.execute(() -> { }));
         assertEquals(0, lane.queued());
     }
@@ -104,7 +104,7 @@ class FairLaneTest {
     void tasksAcceptedBeforeThePoolStopsShouldAllRun() throws Exception {
         ExecutorService pool = Executors.newSingleThreadExecutor();
         try {
-            FairLane lane = new FairLane(pool, 1, false);
+            FairLane lane = new FairLane(pool, 1);
             AtomicInteger ran = new AtomicInteger();
             CountDownLatch open = gate(pool);
             for (int i = 0; i < 5; i++) {

@@ -128,14 +128,13 @@ class NbdTransmissionHandlerTest {
     }
 
     /** A device whose reads at {@code gatedOffset} wait (bounded) until the gate opens. */
-    static final class GatedDevice implements BlockDevice {
+    static final class GatedDevice extends Forwarding {
         final CountDownLatch entered = new CountDownLatch(1);
         final CountDownLatch gate = new CountDownLatch(1);
-        private final BlockDevice device;
         private final long gatedOffset;
 
         GatedDevice(BlockDevice device, long gatedOffset) {
-            this.device = device;
+            super(device);
             this.gatedOffset = gatedOffset;
         }
 
@@ -156,7 +155,33 @@ class NbdTransmissionHandlerTest {
 
         @Override
         public String name() {
-            return "gated:" + device.name();
+            return "gated:" + super.name();
+        }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            passGate(offset);
+            super.read(offset, dst);
+        }
+
+        @Override
+        public void readSegments(long offset, long length, ReadSegmentSink sink) throws IOException {
+            passGate(offset);
+            super.readSegments(offset, length, sink);
+        }
+    }
+
+    /** Passes every call to the device it wraps: the base of test devices that watch some calls. */
+    static class Forwarding implements BlockDevice {
+        private final BlockDevice device;
+
+        Forwarding(BlockDevice device) {
+            this.device = device;
+        }
+
+        @Override
+        public String name() {
+            return device.name();
         }
 
         @Override
@@ -171,13 +196,11 @@ class NbdTransmissionHandlerTest {
 
         @Override
         public void read(long offset, ByteBuffer dst) throws IOException {
-            passGate(offset);
             device.read(offset, dst);
         }
 
         @Override
         public void readSegments(long offset, long length, ReadSegmentSink sink) throws IOException {
-            passGate(offset);
             device.readSegments(offset, length, sink);
         }
 
