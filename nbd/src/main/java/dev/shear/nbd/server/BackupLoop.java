@@ -42,10 +42,6 @@ final class BackupLoop implements Executor {
         return Integer.getInteger("shear.nbd.backupLoops", Math.max(1, cores / 2));
     }
 
-    EventLoop loop() {
-        return loop;
-    }
-
     /** Runs {@code task} now when called on the backup loop (the usual case), else queues it there. */
     @Override
     public void execute(Runnable task) {

@@ -9,6 +9,7 @@ import io.netty.channel.EventLoopGroup;
 import io.netty.channel.IoHandlerFactory;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.ServerChannel;
+import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.epoll.Epoll;
 import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollServerDomainSocketChannel;
@@ -48,6 +49,13 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class NbdServer implements AutoCloseable {
     /** How long shutdown waits for connections to finish their in-flight requests. */
     private static final long DRAIN_TIMEOUT_MILLIS = 30_000;
+    /**
+     * When a connection stops being read for the replies it has not taken yet (NbdTransmissionHandler's
+     * backpressure): above 4 MiB queued, again below 1 MiB. Netty's default, 64 KiB, is less than one
+     * 256 KiB read reply, so a client reading with many requests in flight (nbdcopy: 64 per connection)
+     * was read one request per drained reply. Memory stays bounded by the in-flight byte limit.
+     */
+    static final WriteBufferWaterMark REPLY_WATER_MARK = new WriteBufferWaterMark(1 << 20, 4 << 20);
 
     private final NbdServerConfig config;
     private final ExportRegistry exports;
@@ -139,6 +147,7 @@ public final class NbdServer implements AutoCloseable {
                 .channel(channelClass)
                 .childOption(ChannelOption.RCVBUF_ALLOCATOR,
                         new AdaptiveRecvByteBufAllocator(4096, 65536, 1 << 20))
+                .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK, REPLY_WATER_MARK)
                 .childHandler(new NbdChannelInitializer(this));
         try {
             serverChannel = b.bind(address).syncUninterruptibly().channel();
