@@ -20,8 +20,7 @@ import java.util.concurrent.Executor;
  * <p>The exception to design.md's "network threads never block on disk" is deliberate and confined: a
  * backup loop blocks on the disk (and on cluster locks) for its own backup clients only. A slow read
  * there stalls other backup connections on the same loop, which share one reader anyway; it never
- * stalls a guest. {@code -Dshear.nbd.backupLoops=N} sets the group's size (default: half the cores, at
- * least 1).
+ * stalls a guest. The group's size is {@link NbdServerConfig#backupLoops()}.
  *
  * <p>Requests that reach {@link #execute} before the move has finished (bytes a client pipelined behind
  * its handshake) are handed to the backup loop like any task; their replies hop to whichever loop the
@@ -35,11 +34,6 @@ final class BackupLoop implements Executor {
 
     BackupLoop(EventLoop loop) {
         this.loop = loop;
-    }
-
-    /** Threads of the backup group on a host with {@code cores} cores. */
-    static int threads(int cores) {
-        return Integer.getInteger("shear.nbd.backupLoops", Math.max(1, cores / 2));
     }
 
     /** Runs {@code task} now when called on the backup loop (the usual case), else queues it there. */

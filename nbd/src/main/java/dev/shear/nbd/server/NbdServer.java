@@ -126,10 +126,9 @@ public final class NbdServer implements AutoCloseable {
         boolean epoll = Epoll.isAvailable();
         IoHandlerFactory io = epoll ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
         transport = epoll ? "epoll" : "nio";
-        int cores = Runtime.getRuntime().availableProcessors();
-        group = new MultiThreadIoEventLoopGroup(Integer.getInteger("shear.nbd.eventLoops", Math.max(2, cores)),
+        group = new MultiThreadIoEventLoopGroup(NbdServerConfig.eventLoops(),
                 new DefaultThreadFactory("nbd-loop", true), io);
-        backupGroup = new MultiThreadIoEventLoopGroup(BackupLoop.threads(cores),
+        backupGroup = new MultiThreadIoEventLoopGroup(NbdServerConfig.backupLoops(),
                 new DefaultThreadFactory(BackupLoop.THREAD_NAME, true), io);
         Class<? extends ServerChannel> channelClass;
         SocketAddress address;

@@ -81,6 +81,20 @@ public record NbdServerConfig(Path unixSocket, InetSocketAddress tcp, int maxCon
      * {@code -Dshear.nbd.ioThreads=N} for measurements.
      */
     static int defaultIoThreads() {
-        return Integer.getInteger("shear.nbd.ioThreads", Math.max(4, 2 * Runtime.getRuntime().availableProcessors()));
+        return Integer.getInteger("shear.nbd.ioThreads", Math.max(4, 2 * cores()));
+    }
+
+    /** The guests' event loops: one per core, at least 2; {@code -Dshear.nbd.eventLoops=N}. */
+    static int eventLoops() {
+        return Integer.getInteger("shear.nbd.eventLoops", Math.max(2, cores()));
+    }
+
+    /** The backup loops ({@link BackupLoop}): half the cores, at least 1; {@code -Dshear.nbd.backupLoops=N}. */
+    static int backupLoops() {
+        return Integer.getInteger("shear.nbd.backupLoops", Math.max(1, cores() / 2));
+    }
+
+    private static int cores() {
+        return Runtime.getRuntime().availableProcessors();
     }
 }

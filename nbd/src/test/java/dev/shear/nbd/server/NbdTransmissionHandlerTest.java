@@ -126,7 +126,7 @@ class NbdTransmissionHandlerTest {
                 new Export("guest-backup", null, snap, true, false, DirtyBitmapSource.NONE, true, true)))).start();
 
         // One backup client per backup loop (the group hands them out in turn), each blocked in a read.
-        int loops = BackupLoop.threads(Runtime.getRuntime().availableProcessors());
+        int loops = NbdServerConfig.backupLoops();
         List<NbdTestClient> backups = new ArrayList<>();
         try (NbdTestClient g = NbdTestClient.connect(socket)) {
             for (int i = 0; i < loops; i++) {
