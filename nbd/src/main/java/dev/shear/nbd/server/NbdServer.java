@@ -147,6 +147,7 @@ public final class NbdServer implements AutoCloseable {
                 .childOption(ChannelOption.RCVBUF_ALLOCATOR,
                         new AdaptiveRecvByteBufAllocator(4096, 65536, 1 << 20))
                 .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK, REPLY_WATER_MARK)
+                .childOption(ChannelOption.ALLOCATOR, RecyclingAllocator.DEFAULT)
                 .childHandler(new NbdChannelInitializer(this));
         try {
             serverChannel = b.bind(address).syncUninterruptibly().channel();
