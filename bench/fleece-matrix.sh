@@ -5,7 +5,9 @@
 #          plain and fleece, each on its own fresh copy of IMAGE
 #   shear  its second form: `shear serve --control` on a fresh copy with a pull backup begun
 #          through the control API (POST /backups), --live = the export, --fleece = the snapshot
-#          export the begin call names, --plain = a second `shear serve` on another fresh copy
+#          export the begin call names, --plain = a second `shear serve` on another fresh copy;
+#          once phase plain is done, that copy is removed (as the anchor removes QEMU's before its
+#          fleece phase, dirty pages and all)
 # Reported: writer IOPS and p99 without the filter (plain) and while the fleece is read
 # (window during-read), fleece read MiB/s (of data), server CPU seconds of the fleece phase
 # (qemu: the daemon's; shear: the backup server's JVM over the whole anchor run), bytes copied
@@ -160,6 +162,21 @@ server_problems() { # DIR: warn/error lines of a Shear log, on stderr
     grep -E 'level=(warn|error)' "$1/server.log" | sed "s|^|# $(basename "$1") server: |" >&2 || true
 }
 
+# drop_plain DIR EXPORT (in the background during an anchor run): once phase plain has printed its
+# figures, removes EXPORT from the plain server in DIR and deletes its copy, as the anchor's own form
+# deletes QEMU's plain copy, with its dirty pages, before the fleece phase. Left in place, the copy's
+# gigabytes of random writes would still be written back while the fleece is read.
+drop_plain() {
+    local i file
+    [[ $2 == live ]] && file=$1/disk.qcow2 || file=$1/$2.qcow2
+    for ((i = 0; i < 18000; i++)); do   # 15 min, the anchor's own bound for a fleece read
+        grep -q '^phase=plain ' "$tmp/anchor.out" && break
+        sleep 0.05
+    done
+    ctl "$1" DELETE "/exports/$2" >/dev/null
+    rm -f "$file"
+}
+
 # run_anchor LABEL ARGS...: the anchor into $tmp/anchor.out; fails loudly on a mismatch or an error
 run_anchor() {
     local label=$1
@@ -209,7 +226,7 @@ measure_qemu() { # RUN
 measure_shear() {
     local java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir
     [[ $1 == *+* ]] && java_opts=${jvm_opts[${1#*+}]}
-    start_shear "$1-$2-plain"; ppid=$pid pdir=$dir
+    start_shear "$1-$2-plain" --control; ppid=$pid pdir=$dir
     start_shear "$1-$2-fleece" --control; fpid=$pid fdir=$dir
     backup_run "$1" "$2" "$ppid" "$pdir" "$fpid" "$fdir" live
     stop_shear "$fpid" "$fdir"; stop_shear "$ppid" "$pdir"
@@ -231,7 +248,7 @@ measure_warm() {
         warm_servers[$col]="$ppid $pdir $fpid $fdir"
         echo "# $col: warm-up measurement (not recorded)" >&2
         backup_run "$col" warm-up "$ppid" "$pdir" "$fpid" "$fdir" live >/dev/null
-        for d in "$pdir" "$fdir"; do ctl "$d" DELETE /exports/live >/dev/null; rm -f "$d/disk.qcow2"; done
+        ctl "$fdir" DELETE /exports/live >/dev/null; rm -f "$fdir/disk.qcow2"   # the plain one is gone already
     fi
     read -r ppid pdir fpid fdir <<<"${warm_servers[$col]}"
     for d in "$pdir" "$fdir"; do
@@ -240,7 +257,7 @@ measure_warm() {
         ctl "$d" POST /exports "{\"name\":\"$name\",\"image\":\"$d/$name.qcow2\",\"format\":\"qcow2\"}" >/dev/null
     done
     backup_run "$col" "$run" "$ppid" "$pdir" "$fpid" "$fdir" "$name"
-    for d in "$pdir" "$fdir"; do ctl "$d" DELETE "/exports/$name" >/dev/null; rm -f "$d/$name.qcow2"; done
+    ctl "$fdir" DELETE "/exports/$name" >/dev/null; rm -f "$fdir/$name.qcow2"   # the plain one is gone already
 }
 
 # stop_warm: stops every column's warm servers (a clean stop is part of the measurement)
@@ -259,7 +276,7 @@ stop_warm() {
 # the fleece server, the anchor against it (--plain: EXPORT on the plain server), one result line
 backup_run() {
     local kind=${1%%+*} server=shear/$1 run=$2 ppid=$3 pdir=$4 fpid=$5 fdir=$6 export=$7
-    local body begin id live fleece plain cpu0 cpu job state broken d p
+    local body begin id live fleece plain cpu0 cpu job state broken d p dropper
     body="{\"export\":\"$export\",\"type\":\"pull\""
     [[ $kind != default ]] && body+=",\"scratch\":\"$kind\""
     begin=$(ctl "$fdir" POST /backups "$body}")
@@ -271,7 +288,10 @@ backup_run() {
         fail "backup begin answered an unexpected snapshot export: $begin"
     plain="nbd+unix:///$export?socket=$pdir/nbd.sock"
     cpu0=$(cpu_of "$fpid")
+    : >"$tmp/anchor.out"
+    drop_plain "$pdir" "$export" & dropper=$!
     if ! (run_anchor "$server run $run" --live "$live" --fleece "$fleece" --plain "$plain"); then
+        kill "$dropper" 2>/dev/null || true
         for d in "$pdir" "$fdir"; do
             echo "# $(basename "$d") server log, last lines:" >&2; tail -12 "$d/server.log" >&2
         done
@@ -281,6 +301,7 @@ backup_run() {
         exit 1
     fi
     cpu=$(awk -v a="$cpu0" -v b="$(cpu_of "$fpid")" 'BEGIN { printf "%.2f", b - a }')
+    wait "$dropper" || fail "$server run $run: removing the plain export after phase plain failed"
     for d in plain fleece; do   # a server gone now was gone for part of the measurement too
         [[ $d == plain ]] && p=$ppid || p=$fpid
         kill -0 "$p" 2>/dev/null ||
