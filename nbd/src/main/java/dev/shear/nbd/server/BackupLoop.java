@@ -1,7 +1,10 @@
 package dev.shear.nbd.server;
 
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
+import io.netty.channel.unix.DomainSocketAddress;
+import java.net.UnixDomainSocketAddress;
 import java.util.concurrent.Executor;
 
 /**
@@ -21,6 +24,13 @@ import java.util.concurrent.Executor;
  * backup loop blocks on the disk (and on cluster locks) for its own backup clients only. A slow read
  * there stalls other backup connections on the same loop, which share one reader anyway; it never
  * stalls a guest. The group's size is {@link NbdServerConfig#backupLoops()}.
+ *
+ * <p>A backup connection on a Unix socket gets a larger send buffer ({@link
+ * NbdServerConfig#backupSendBuffer()}, 2 MiB asked) than the system's 208 KiB, which is less than one
+ * 256 KiB read reply of nbdcopy's: every reply took several hand-offs between a backup loop waiting for
+ * the socket to drain and a client waiting for the rest of its reply, each one a wait for the CPU on a
+ * busy host. fleece-matrix, 2 cores, writer running: snapshot read 620 -> 883 MiB/s. TCP connections
+ * keep the kernel's autotuning, which a fixed size would turn off.
  *
  * <p>Requests that reach {@link #execute} before the move has finished (bytes a client pipelined behind
  * its handshake) are handed to the backup loop like any task; their replies hop to whichever loop the
@@ -60,6 +70,7 @@ final class BackupLoop implements Executor {
             }
             loop.register(ch).addListener(r -> {
                 if (r.isSuccess()) {
+                    enlargeSendBuffer(ch);
                     ch.config().setAutoRead(true);
                 } else {
                     ServerLog.warn("backup-loop-failed", "conn", connectionId, "step", "register",
@@ -68,5 +79,16 @@ final class BackupLoop implements Executor {
                 }
             });
         });
+    }
+
+    /** Asks for {@link NbdServerConfig#backupSendBuffer()} on a Unix socket connection; TCP is left alone. */
+    static void enlargeSendBuffer(Channel ch) {
+        int bytes = NbdServerConfig.backupSendBuffer();
+        boolean unix = ch.localAddress() instanceof DomainSocketAddress
+                || ch.localAddress() instanceof UnixDomainSocketAddress;
+        if (bytes > 0 && unix && !ch.config().setOption(ChannelOption.SO_SNDBUF, bytes)) {
+            ServerLog.warn("backup-send-buffer", "message",
+                    "SO_SNDBUF not supported by " + ch.getClass().getSimpleName());
+        }
     }
 }

@@ -94,6 +94,15 @@ public record NbdServerConfig(Path unixSocket, InetSocketAddress tcp, int maxCon
         return Integer.getInteger("shear.nbd.backupLoops", Math.max(1, cores() / 2));
     }
 
+    /**
+     * The socket send buffer asked for a backup client's Unix socket connection ({@link BackupLoop}):
+     * 2 MiB, {@code -Dshear.nbd.backupSendBuffer=BYTES} (0 keeps the system's default). The kernel caps it
+     * at net.core.wmem_max and doubles it for its bookkeeping.
+     */
+    static int backupSendBuffer() {
+        return Integer.getInteger("shear.nbd.backupSendBuffer", 2 << 20);
+    }
+
     private static int cores() {
         return Runtime.getRuntime().availableProcessors();
     }
