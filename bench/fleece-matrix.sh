@@ -162,19 +162,26 @@ server_problems() { # DIR: warn/error lines of a Shear log, on stderr
     grep -E 'level=(warn|error)' "$1/server.log" | sed "s|^|# $(basename "$1") server: |" >&2 || true
 }
 
+# image_file DIR EXPORT: the copy behind EXPORT of the server in DIR (start_shear's "live", measure_warm's others)
+image_file() { [[ $2 == live ]] && echo "$1/disk.qcow2" || echo "$1/$2.qcow2"; }
+
+# drop_export DIR EXPORT: removes EXPORT from the server in DIR and deletes its copy, dirty pages and all
+drop_export() {
+    ctl "$1" DELETE "/exports/$2" >/dev/null
+    rm -f "$(image_file "$1" "$2")"
+}
+
 # drop_plain DIR EXPORT (in the background during an anchor run): once phase plain has printed its
-# figures, removes EXPORT from the plain server in DIR and deletes its copy, as the anchor's own form
-# deletes QEMU's plain copy, with its dirty pages, before the fleece phase. Left in place, the copy's
-# gigabytes of random writes would still be written back while the fleece is read.
+# figures, drop_export on the plain server, as the anchor's own form deletes QEMU's plain copy before
+# the fleece phase. Left in place, the copy's gigabytes of random writes would still be written back
+# while the fleece is read.
 drop_plain() {
-    local i file
-    [[ $2 == live ]] && file=$1/disk.qcow2 || file=$1/$2.qcow2
+    local i
     for ((i = 0; i < 18000; i++)); do   # 15 min, the anchor's own bound for a fleece read
         grep -q '^phase=plain ' "$tmp/anchor.out" && break
         sleep 0.05
     done
-    ctl "$1" DELETE "/exports/$2" >/dev/null
-    rm -f "$file"
+    drop_export "$1" "$2"
 }
 
 # run_anchor LABEL ARGS...: the anchor into $tmp/anchor.out; fails loudly on a mismatch or an error
@@ -240,7 +247,7 @@ measure_shear() {
 # fresh copy of the image as export live-RUN on both, added and removed through the control API
 declare -A warm_servers=()
 measure_warm() {
-    local col=$1 run=$2 java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir d name=live-$2
+    local col=$1 run=$2 java_opts=${SHEAR_JAVA_OPTS:-} ppid pdir fpid fdir d f name=live-$2
     [[ $1 == *+* ]] && java_opts=${jvm_opts[${1#*+}]}
     if [[ -z ${warm_servers[$col]:-} ]]; then
         start_shear "$col-warm-plain" --control; ppid=$pid pdir=$dir
@@ -248,16 +255,17 @@ measure_warm() {
         warm_servers[$col]="$ppid $pdir $fpid $fdir"
         echo "# $col: warm-up measurement (not recorded)" >&2
         backup_run "$col" warm-up "$ppid" "$pdir" "$fpid" "$fdir" live >/dev/null
-        ctl "$fdir" DELETE /exports/live >/dev/null; rm -f "$fdir/disk.qcow2"   # the plain one is gone already
+        drop_export "$fdir" live   # the plain one is gone already
     fi
     read -r ppid pdir fpid fdir <<<"${warm_servers[$col]}"
     for d in "$pdir" "$fdir"; do
-        cp --sparse=always "$image" "$d/$name.qcow2"
-        sync "$d/$name.qcow2"
-        ctl "$d" POST /exports "{\"name\":\"$name\",\"image\":\"$d/$name.qcow2\",\"format\":\"qcow2\"}" >/dev/null
+        f=$(image_file "$d" "$name")
+        cp --sparse=always "$image" "$f"
+        sync "$f"
+        ctl "$d" POST /exports "{\"name\":\"$name\",\"image\":\"$f\",\"format\":\"qcow2\"}" >/dev/null
     done
     backup_run "$col" "$run" "$ppid" "$pdir" "$fpid" "$fdir" "$name"
-    ctl "$fdir" DELETE "/exports/$name" >/dev/null; rm -f "$fdir/$name.qcow2"   # the plain one is gone already
+    drop_export "$fdir" "$name"   # the plain one is gone already
 }
 
 # stop_warm: stops every column's warm servers (a clean stop is part of the measurement)
