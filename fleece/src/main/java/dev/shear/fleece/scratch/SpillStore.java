@@ -23,9 +23,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * <h2>Design notes</h2>
  * <ul>
  *   <li><b>Layout.</b> The file is a sequence of 4 KiB slots. A stored cluster is one contiguous run of
- *       slots holding its compressed bytes (or its raw bytes when compression would not save a slot),
- *       padded to the slot boundary. Writes are therefore page-aligned (no read-modify-write in the
- *       page cache) and a raw cluster can be read partially without touching the rest.</li>
+ *       slots holding its compressed bytes (or its raw bytes when compression would not save an eighth
+ *       of them and at least one), padded to the slot boundary. Writes are therefore page-aligned (no
+ *       read-modify-write in the page cache) and a raw cluster can be read partially without touching
+ *       the rest.</li>
  *   <li><b>Index.</b> In memory only: cluster index → (first slot, slot count, stored length, raw
  *       length, codec). Nothing on disk describes the file; it is meaningless without the process
  *       and is deleted on close. No fsync ever: a snapshot does not survive a crash.</li>
@@ -45,9 +46,11 @@ import java.util.concurrent.locks.ReentrantLock;
  *       {@link #put} fails with NO_SPACE when no hole fits and appending would pass it. Nothing is
  *       stored then; the caller's {@code CbwPolicy} decides what follows.</li>
  *   <li><b>Incompressible data is detected, not compressed in vain.</b> After
- *       {@value #MISSES_BEFORE_SKIP} clusters in a row that compression did not shrink by a slot (random
- *       or already compressed guest data), only one cluster in {@value #PROBE_INTERVAL} is tried; the
- *       others are stored raw without calling the codec. One cluster that shrinks ends the skipping. The
+ *       {@value #MISSES_BEFORE_SKIP} clusters in a row that compression did not shrink by an eighth (random
+ *       or already compressed guest data, or random data with a few zero pages: fleece-matrix's image
+ *       saved 2 % with lz4 while lz4 took a tenth of the machine's CPU on the guest's write path), only
+ *       one cluster in {@value #PROBE_INTERVAL} is tried; the others are stored raw without calling the
+ *       codec. One cluster that shrinks by an eighth ends the skipping. The
  *       counters are racy on purpose: they choose how a cluster is stored, never what it reads back as.
  *       A raw cluster in a direct buffer goes to the file as it is (no copy into the heap).</li>
  *   <li><b>Concurrency.</b> {@link #lock} guards the index and the free space only, for a few
@@ -75,6 +78,8 @@ public final class SpillStore implements ScratchTarget {
     static final int MISSES_BEFORE_SKIP = 8;
     /** While skipping, one cluster in this many (a power of two) is still tried. */
     static final int PROBE_INTERVAL = 16;
+    /** A cluster is kept compressed when that saves at least 1/this of its slots (see {@link #worthCompressing}). */
+    static final int MIN_SAVING_DIVISOR = 8;
 
     private final Path path;
     private final FileChannel channel;
@@ -195,7 +200,7 @@ public final class SpillStore implements ScratchTarget {
             }
             byte[] c = b.compressed(codec.maxCompressedLength(rawLength));
             int n = codec.compress(in, inOff, rawLength, c, 0);
-            boolean shrank = slotsFor(n) < slotsFor(rawLength);
+            boolean shrank = worthCompressing(n, rawLength);
             misses = shrank ? 0 : Math.min(misses + 1, MISSES_BEFORE_SKIP);
             if (shrank) {   // else stored raw: reads skip the decompression
                 out = ByteBuffer.wrap(c, 0, n);
@@ -218,6 +223,17 @@ public final class SpillStore implements ScratchTarget {
         }
         publish(clusterIndex, new Entry(first, slots, stored, rawLength, used));
         src.position(src.limit());
+    }
+
+    /**
+     * Whether a cluster of {@code rawLength} bytes that compressed to {@code compressedLength} is kept
+     * compressed: when it saves at least an eighth of its slots, and at least one. Less is not worth a
+     * compression on the guest's write path and a decompression on every snapshot read: a 64 KiB cluster
+     * must fit in 14 slots of 16.
+     */
+    static boolean worthCompressing(int compressedLength, int rawLength) {
+        long raw = slotsFor(rawLength);
+        return slotsFor(compressedLength) <= raw - Math.max(1, raw / MIN_SAVING_DIVISOR);
     }
 
     /** Whether to run the codec on the next cluster: always, unless the recent ones did not shrink. */

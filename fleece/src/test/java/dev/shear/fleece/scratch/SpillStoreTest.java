@@ -76,6 +76,38 @@ class SpillStoreTest {
         }
     }
 
+    @Test
+    void aClusterShouldStayCompressedOnlyWhenThatSavesAnEighthOfItsSlots() {
+        int slot = SpillStore.SLOT_SIZE;
+        assertTrue(SpillStore.worthCompressing(14 * slot, CLUSTER), "14 of 16 slots");
+        assertFalse(SpillStore.worthCompressing(14 * slot + 1, CLUSTER), "15 of 16 slots");
+        assertTrue(SpillStore.worthCompressing(7 * slot, 8 * slot), "7 of 8 slots: one slot is the least saving");
+        assertFalse(SpillStore.worthCompressing(slot, slot), "a one-slot cluster cannot shrink");
+        assertTrue(SpillStore.worthCompressing(1, 2 * slot));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = SpillCodec.class, names = {"LZ4", "ZSTD"})
+    void clustersThatSaveLessThanAnEighthShouldBeStoredRawAndCountAsMisses(SpillCodec codec) throws Exception {
+        // Random data with two zero pages: the codec saves one slot of sixteen, less than an eighth.
+        SplittableRandom r = new SplittableRandom(SEED);
+        try (SpillStore s = SpillStore.create(dir.resolve("spill"), codec, Long.MAX_VALUE)) {
+            java.util.List<byte[]> data = new java.util.ArrayList<>();
+            for (int c = 0; c < SpillStore.MISSES_BEFORE_SKIP + SpillStore.PROBE_INTERVAL; c++) {
+                byte[] b = random(r, CLUSTER);
+                java.util.Arrays.fill(b, 0, 2 * SpillStore.SLOT_SIZE, (byte) 0);
+                data.add(b);
+                s.put(c, ByteBuffer.wrap(b));
+            }
+            assertEquals((long) data.size() * CLUSTER, s.usedBytes(), "every cluster stored raw");
+            assertEquals(SpillStore.PROBE_INTERVAL - 1, s.compressionSkips(),
+                    "after " + SpillStore.MISSES_BEFORE_SKIP + " such clusters the codec is skipped, but for probes");
+            for (int c = 0; c < data.size(); c++) {
+                assertArrayEquals(data.get(c), get(s, c, 0, CLUSTER), codec + " cluster " + c);
+            }
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(value = SpillCodec.class, names = {"LZ4", "ZSTD"})
     void incompressibleRunsShouldSkipTheCodecUntilAClusterShrinks(SpillCodec codec) throws Exception {
