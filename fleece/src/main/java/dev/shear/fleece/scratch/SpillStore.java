@@ -46,13 +46,12 @@ import java.util.concurrent.locks.ReentrantLock;
  *       {@link #put} fails with NO_SPACE when no hole fits and appending would pass it. Nothing is
  *       stored then; the caller's {@code CbwPolicy} decides what follows.</li>
  *   <li><b>Incompressible data is detected, not compressed in vain.</b> After
- *       {@value #MISSES_BEFORE_SKIP} clusters in a row that compression did not shrink by an eighth (random
- *       or already compressed guest data, or random data with a few zero pages: fleece-matrix's image
- *       saved 2 % with lz4 while lz4 took a tenth of the machine's CPU on the guest's write path), only
- *       one cluster in {@value #PROBE_INTERVAL} is tried; the others are stored raw without calling the
- *       codec. One cluster that shrinks by an eighth ends the skipping. The
- *       counters are racy on purpose: they choose how a cluster is stored, never what it reads back as.
- *       A raw cluster in a direct buffer goes to the file as it is (no copy into the heap).</li>
+ *       {@value #MISSES_BEFORE_SKIP} clusters in a row that compression did not shrink enough to keep
+ *       ({@link #worthCompressing}: random or already compressed guest data), only one cluster in
+ *       {@value #PROBE_INTERVAL} is tried; the others are stored raw without calling the codec. One
+ *       cluster worth keeping compressed ends the skipping. The counters are racy on purpose: they
+ *       choose how a cluster is stored, never what it reads back as. A raw cluster in a direct buffer
+ *       goes to the file as it is (no copy into the heap).</li>
  *   <li><b>Concurrency.</b> {@link #lock} guards the index and the free space only, for a few
  *       map operations; compression, decompression and file I/O run outside it. A put reserves its
  *       slots under the lock, writes them unlocked (nobody else can reach them), then publishes the
@@ -200,9 +199,9 @@ public final class SpillStore implements ScratchTarget {
             }
             byte[] c = b.compressed(codec.maxCompressedLength(rawLength));
             int n = codec.compress(in, inOff, rawLength, c, 0);
-            boolean shrank = worthCompressing(n, rawLength);
-            misses = shrank ? 0 : Math.min(misses + 1, MISSES_BEFORE_SKIP);
-            if (shrank) {   // else stored raw: reads skip the decompression
+            boolean keep = worthCompressing(n, rawLength);
+            misses = keep ? 0 : Math.min(misses + 1, MISSES_BEFORE_SKIP);
+            if (keep) {   // else stored raw: reads skip the decompression
                 out = ByteBuffer.wrap(c, 0, n);
                 stored = n;
                 used = codec;
@@ -229,14 +228,16 @@ public final class SpillStore implements ScratchTarget {
      * Whether a cluster of {@code rawLength} bytes that compressed to {@code compressedLength} is kept
      * compressed: when it saves at least an eighth of its slots, and at least one. Less is not worth a
      * compression on the guest's write path and a decompression on every snapshot read: a 64 KiB cluster
-     * must fit in 14 slots of 16.
+     * must fit in 14 slots of 16. With "one slot" as the bar, random data with a few zero pages (the
+     * fleece benchmark's image) kept the codec running on nearly every cluster: 2 % of scratch saved for
+     * a tenth of a 2-core machine's CPU.
      */
     static boolean worthCompressing(int compressedLength, int rawLength) {
         long raw = slotsFor(rawLength);
         return slotsFor(compressedLength) <= raw - Math.max(1, raw / MIN_SAVING_DIVISOR);
     }
 
-    /** Whether to run the codec on the next cluster: always, unless the recent ones did not shrink. */
+    /** Whether to run the codec on the next cluster: always, unless the recent ones were not worth it. */
     private boolean tryCompression() {
         if (misses < MISSES_BEFORE_SKIP) {
             return true;
